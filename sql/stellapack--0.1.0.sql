@@ -1,0 +1,1390 @@
+/* stellapack--0.1.0.sql: the schema of stellapack 0.1.0.
+ *
+ * Two schemas: "stellapack" is the API (views and functions, the only
+ * schema PostgREST serves) and "stellapack_internal" holds the tables and
+ * the engine's functions, which no API role may call.  Every table is
+ * keyed so that the rows of one run share "run_id" (its distribution
+ * column on a sharded cluster) and every table holding user data is
+ * marked for pg_dump.
+ */
+
+\echo Use "CREATE EXTENSION stellapack" to load this file. \quit
+
+CREATE SCHEMA stellapack_internal;
+REVOKE ALL ON SCHEMA stellapack_internal FROM PUBLIC;
+
+/* ------------------------------------------------------------------
+ * Roles: created when missing, never dropped with the extension.
+ * ------------------------------------------------------------------ */
+DO $roles$
+DECLARE
+	r text;
+BEGIN
+	FOREACH r IN ARRAY ARRAY['stellapack_reader', 'stellapack_operator',
+							 'stellapack_admin', 'stellapack_worker']
+	LOOP
+		IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+			EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+		END IF;
+	END LOOP;
+END
+$roles$;
+GRANT stellapack_reader TO stellapack_operator;
+GRANT stellapack_operator TO stellapack_admin;
+
+/* ------------------------------------------------------------------
+ * C functions of the engine (src/).
+ * ------------------------------------------------------------------ */
+CREATE FUNCTION stellapack_internal.manifest_canonicalize(
+	pack text, manifest text,
+	OUT canonical text, OUT digest text, OUT job_count int)
+RETURNS record LANGUAGE C STRICT IMMUTABLE
+AS 'MODULE_PATHNAME', 'sp_manifest_canonicalize';
+
+CREATE FUNCTION stellapack_internal.calling_role() RETURNS name
+LANGUAGE C STABLE AS 'MODULE_PATHNAME', 'sp_calling_role';
+
+CREATE FUNCTION stellapack_internal.current_job(OUT run_id uuid, OUT job text)
+RETURNS record LANGUAGE C STABLE AS 'MODULE_PATHNAME', 'sp_current_job';
+
+CREATE FUNCTION stellapack_internal.wake_at_commit(executors int,
+	launcher bool DEFAULT false, waiters bool DEFAULT false)
+RETURNS void LANGUAGE C VOLATILE AS 'MODULE_PATHNAME', 'sp_wake_at_commit';
+
+CREATE FUNCTION stellapack_internal.cancel_at_commit(run_id uuid, job text)
+RETURNS void LANGUAGE C VOLATILE AS 'MODULE_PATHNAME', 'sp_cancel_at_commit';
+
+CREATE FUNCTION stellapack_internal.wait_for_change(timeout_ms int)
+RETURNS void LANGUAGE C VOLATILE AS 'MODULE_PATHNAME', 'sp_wait_for_change';
+
+CREATE FUNCTION stellapack_internal.log_append(run_id uuid, jobs text[],
+	levels text[], streams text[], messages text[], data jsonb[])
+RETURNS bigint LANGUAGE C VOLATILE AS 'MODULE_PATHNAME', 'sp_log_append';
+
+CREATE FUNCTION stellapack_internal.worker_status(
+	OUT pid int, OUT kind text, OUT state text, OUT run_id uuid,
+	OUT job text, OUT since timestamptz)
+RETURNS SETOF record LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'sp_worker_status';
+
+CREATE FUNCTION stellapack_internal.deferred_log(message text, data jsonb)
+RETURNS void LANGUAGE C VOLATILE AS 'MODULE_PATHNAME', 'sp_deferred_log';
+
+/* ------------------------------------------------------------------
+ * Tenants
+ * ------------------------------------------------------------------ */
+
+-- The caller's tenant: the setting stellapack.tenant (superuser-only, so
+-- that a role bound to a tenant with ALTER ROLE cannot leave it), else the
+-- claim "tenant" of a PostgREST JWT, else 'default'.
+CREATE FUNCTION stellapack.current_tenant() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT coalesce(
+		nullif(current_setting('stellapack.tenant', true), ''),
+		nullif(nullif(current_setting('request.jwt.claims', true), ''
+				)::jsonb ->> 'tenant', ''),
+		'default')
+$$;
+
+/* ------------------------------------------------------------------
+ * Tables
+ * ------------------------------------------------------------------ */
+CREATE TABLE stellapack_internal.pack (
+	tenant			text NOT NULL,
+	name			text NOT NULL,
+	owner			name NOT NULL,
+	latest_version	int NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	updated_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (tenant, name)
+);
+
+CREATE TABLE stellapack_internal.pack_version (
+	tenant			text NOT NULL,
+	pack			text NOT NULL,
+	version			int NOT NULL CHECK (version > 0),
+	digest			text NOT NULL,
+	manifest_text	text NOT NULL,
+	manifest		jsonb NOT NULL,
+	job_count		int NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	created_by		name NOT NULL,
+	PRIMARY KEY (tenant, pack, version),
+	FOREIGN KEY (tenant, pack) REFERENCES stellapack_internal.pack
+);
+
+CREATE TABLE stellapack_internal.run (
+	id				uuid PRIMARY KEY,
+	tenant			text NOT NULL,
+	pack			text NOT NULL,
+	version			int NOT NULL,
+	status			text NOT NULL DEFAULT 'pending'
+		CHECK (status IN ('pending', 'running', 'completed',
+						  'partially_failed', 'failed', 'canceled')),
+	inputs			jsonb NOT NULL DEFAULT '{}',
+	started_by		name NOT NULL,
+	schedule		text,
+	max_parallel	int NOT NULL,
+	fail_fast		bool NOT NULL,
+	deadline		timestamptz,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	started_at		timestamptz,
+	finished_at		timestamptz,
+	error			text,
+	-- engine bookkeeping, changed only under the run row's lock
+	ready_sql		int NOT NULL DEFAULT 0,
+	running			int NOT NULL DEFAULT 0,
+	unfinished		int NOT NULL,
+	dispatched_at	timestamptz NOT NULL DEFAULT now(),
+	cancel_requested bool NOT NULL DEFAULT false,
+	halted			bool NOT NULL DEFAULT false,
+	FOREIGN KEY (tenant, pack, version)
+		REFERENCES stellapack_internal.pack_version
+);
+CREATE INDEX run_dispatch ON stellapack_internal.run (dispatched_at)
+	WHERE ready_sql > 0;
+CREATE INDEX run_active ON stellapack_internal.run (deadline)
+	WHERE status IN ('pending', 'running');
+CREATE INDEX run_created ON stellapack_internal.run (tenant, created_at);
+CREATE INDEX run_finished ON stellapack_internal.run (finished_at)
+	WHERE finished_at IS NOT NULL;
+
+CREATE TABLE stellapack_internal.job_run (
+	run_id			uuid NOT NULL,
+	job				text NOT NULL,
+	id				uuid NOT NULL DEFAULT gen_random_uuid(),
+	tenant			text NOT NULL,
+	ordinal			int NOT NULL,
+	kind			text NOT NULL CHECK (kind IN ('sql', 'external')),
+	command			text,
+	queue			text,
+	spec			jsonb NOT NULL DEFAULT '{}',
+	needs			text[] NOT NULL DEFAULT '{}',
+	pending_needs	int NOT NULL DEFAULT 0,
+	timeout_ms		bigint,
+	retries			int NOT NULL DEFAULT 0,
+	retry_delay_ms	bigint NOT NULL DEFAULT 1000,
+	status			text NOT NULL
+		CHECK (status IN ('blocked', 'queued', 'running', 'succeeded',
+						  'failed', 'skipped', 'canceled', 'timed_out')),
+	attempt			int NOT NULL DEFAULT 0,
+	not_before		timestamptz,
+	started_at		timestamptz,
+	finished_at		timestamptz,
+	error			text,
+	sqlstate		text,
+	worker			text,
+	result			jsonb,
+	lease_id		uuid,
+	lease_expires_at timestamptz,
+	PRIMARY KEY (run_id, job)
+);
+CREATE INDEX job_run_id ON stellapack_internal.job_run (id);
+CREATE INDEX job_run_ready ON stellapack_internal.job_run (run_id, ordinal)
+	WHERE status = 'queued' AND not_before IS NULL;
+CREATE INDEX job_run_external ON stellapack_internal.job_run (queue, ordinal)
+	WHERE status = 'queued' AND kind = 'external' AND not_before IS NULL;
+CREATE INDEX job_run_lease ON stellapack_internal.job_run (lease_id)
+	WHERE lease_id IS NOT NULL;
+CREATE INDEX job_run_expiry ON stellapack_internal.job_run (lease_expires_at)
+	WHERE status = 'running' AND kind = 'external';
+CREATE INDEX job_run_backoff ON stellapack_internal.job_run (not_before)
+	WHERE not_before IS NOT NULL;
+CREATE INDEX job_run_running ON stellapack_internal.job_run (worker)
+	WHERE status = 'running';
+
+-- One row per finished attempt of a job, so that every retry is visible.
+CREATE TABLE stellapack_internal.job_attempt (
+	run_id			uuid NOT NULL,
+	job				text NOT NULL,
+	attempt			int NOT NULL,
+	tenant			text NOT NULL,
+	status			text NOT NULL,
+	started_at		timestamptz,
+	finished_at		timestamptz NOT NULL DEFAULT clock_timestamp(),
+	error			text,
+	sqlstate		text,
+	worker			text,
+	PRIMARY KEY (run_id, job, attempt)
+);
+
+-- The last sequence number given out in each run's log; its row lock
+-- makes sequence numbers gap-free and in commit order.
+CREATE TABLE stellapack_internal.run_seq (
+	run_id			uuid PRIMARY KEY,
+	tenant			text NOT NULL,
+	last_seq		bigint NOT NULL DEFAULT 0
+);
+
+CREATE TABLE stellapack_internal.log (
+	run_id			uuid NOT NULL,
+	seq				bigint NOT NULL,
+	ts				timestamptz NOT NULL,
+	tenant			text NOT NULL,
+	job				text,
+	level			text NOT NULL,
+	stream			text NOT NULL,
+	message			text NOT NULL,
+	data			jsonb,
+	PRIMARY KEY (run_id, seq)
+);
+
+CREATE TABLE stellapack_internal.artifact (
+	run_id			uuid NOT NULL,
+	name			text NOT NULL,
+	tenant			text NOT NULL,
+	job				text,
+	media_type		text NOT NULL,
+	size			bigint NOT NULL,
+	sha256			text NOT NULL,
+	content			bytea NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (run_id, name)
+);
+
+SELECT pg_catalog.pg_extension_config_dump('stellapack_internal.pack', '');
+SELECT pg_catalog.pg_extension_config_dump('stellapack_internal.pack_version', '');
+SELECT pg_catalog.pg_extension_config_dump('stellapack_internal.run', '');
+SELECT pg_catalog.pg_extension_config_dump('stellapack_internal.job_run', '');
+SELECT pg_catalog.pg_extension_config_dump('stellapack_internal.job_attempt', '');
+SELECT pg_catalog.pg_extension_config_dump('stellapack_internal.run_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('stellapack_internal.log', '');
+SELECT pg_catalog.pg_extension_config_dump('stellapack_internal.artifact', '');
+
+-- Versions are immutable: no update ever, no delete while a run uses it.
+CREATE FUNCTION stellapack_internal.pack_version_immutable() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+	RAISE EXCEPTION 'pack versions cannot be changed'
+		USING ERRCODE = 'object_not_in_prerequisite_state',
+			  DETAIL = 'Register a new version instead.';
+END
+$$;
+CREATE TRIGGER pack_version_immutable
+	BEFORE UPDATE ON stellapack_internal.pack_version
+	FOR EACH ROW EXECUTE FUNCTION stellapack_internal.pack_version_immutable();
+
+/* ------------------------------------------------------------------
+ * Row-level security: every row belongs to a tenant.  The API views are
+ * security_invoker, so these policies apply to whoever reads them.
+ * ------------------------------------------------------------------ */
+DO $rls$
+DECLARE
+	t text;
+BEGIN
+	FOREACH t IN ARRAY ARRAY['pack', 'pack_version', 'run', 'job_run',
+							 'job_attempt', 'log', 'artifact', 'run_seq']
+	LOOP
+		EXECUTE pg_catalog.format(
+			'ALTER TABLE stellapack_internal.%I ENABLE ROW LEVEL SECURITY', t);
+		EXECUTE pg_catalog.format(
+			'CREATE POLICY tenant_isolation ON stellapack_internal.%I '
+			'USING (tenant = stellapack.current_tenant())', t);
+	END LOOP;
+END
+$rls$;
+
+/* ------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------ */
+
+-- Milliseconds as an interval, NULL staying NULL.
+CREATE FUNCTION stellapack_internal.ms(bigint) RETURNS interval
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT $1 * interval '1 millisecond' $$;
+
+-- One system line in a run's log.
+CREATE FUNCTION stellapack_internal.syslog(p_run uuid, p_job text,
+	p_level text, p_message text, p_data jsonb)
+RETURNS bigint LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT stellapack_internal.log_append(p_run, ARRAY[p_job],
+		ARRAY[p_level], ARRAY['system'], ARRAY[p_message], ARRAY[p_data])
+$$;
+
+-- A run or job state change, for dashboards following every run.
+CREATE FUNCTION stellapack_internal.event(p_run uuid, p_job text,
+	p_status text, p_tenant text)
+RETURNS void LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT pg_notify('stellapack_events',
+		json_build_object('run', p_run, 'job', p_job, 'status', p_status,
+						  'tenant', p_tenant)::text)
+$$;
+
+CREATE FUNCTION stellapack.queue_channel(queue text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT 'stellapack_queue_' || queue $$;
+
+CREATE FUNCTION stellapack_internal.run_channel(uuid) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT 'stellapack_run_' || replace($1::text, '-', '') $$;
+
+-- Look up a run the caller's tenant may see, or raise "not found".
+CREATE FUNCTION stellapack_internal.visible_run(p_run uuid)
+RETURNS stellapack_internal.run
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	r stellapack_internal.run;
+BEGIN
+	IF p_run IS NULL THEN
+		RAISE EXCEPTION 'run_id must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO r FROM stellapack_internal.run
+	 WHERE id = p_run AND tenant = stellapack.current_tenant();
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'run "%" does not exist', p_run
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	RETURN r;
+END
+$$;
+
+/* ------------------------------------------------------------------
+ * API views
+ * ------------------------------------------------------------------ */
+CREATE VIEW stellapack.packs WITH (security_invoker = true) AS
+	SELECT name, latest_version, created_at, updated_at, owner
+	  FROM stellapack_internal.pack;
+
+CREATE VIEW stellapack.pack_versions WITH (security_invoker = true) AS
+	SELECT pack, version, digest, manifest, job_count, created_at,
+		   created_by
+	  FROM stellapack_internal.pack_version;
+
+CREATE VIEW stellapack.pack_runs WITH (security_invoker = true) AS
+	SELECT r.id, r.pack, r.version, r.status, r.inputs,
+		   r.started_by::text AS started_by, r.created_at, r.started_at,
+		   r.finished_at, c.jobs_total, c.jobs_succeeded, c.jobs_failed,
+		   c.jobs_skipped, c.jobs_canceled, c.jobs_running, r.schedule,
+		   r.error
+	  FROM stellapack_internal.run r
+	  CROSS JOIN LATERAL (
+		SELECT count(*)::int AS jobs_total,
+			   count(*) FILTER (WHERE j.status = 'succeeded')::int
+				 AS jobs_succeeded,
+			   count(*) FILTER (WHERE j.status IN ('failed', 'timed_out'))::int
+				 AS jobs_failed,
+			   count(*) FILTER (WHERE j.status = 'skipped')::int
+				 AS jobs_skipped,
+			   count(*) FILTER (WHERE j.status = 'canceled')::int
+				 AS jobs_canceled,
+			   count(*) FILTER (WHERE j.status = 'running')::int
+				 AS jobs_running
+		  FROM stellapack_internal.job_run j
+		 WHERE j.run_id = r.id) c;
+
+CREATE VIEW stellapack.job_runs WITH (security_invoker = true) AS
+	SELECT id, run_id, job, kind, status, attempt, started_at, finished_at,
+		   error, sqlstate, worker, ordinal, needs, queue, not_before, result
+	  FROM stellapack_internal.job_run;
+
+CREATE VIEW stellapack.job_attempts WITH (security_invoker = true) AS
+	SELECT run_id, job, attempt, status, started_at, finished_at, error,
+		   sqlstate, worker
+	  FROM stellapack_internal.job_attempt;
+
+CREATE VIEW stellapack.pack_run_log WITH (security_invoker = true) AS
+	SELECT run_id, seq, ts, job, level, stream, message, data
+	  FROM stellapack_internal.log;
+
+CREATE VIEW stellapack.artifacts WITH (security_invoker = true) AS
+	SELECT run_id, job, name, media_type, size, sha256, created_at
+	  FROM stellapack_internal.artifact;
+
+CREATE VIEW stellapack.workers AS
+	SELECT pid, kind, state, run_id, job, since
+	  FROM stellapack_internal.worker_status();
+
+/* ------------------------------------------------------------------
+ * Registry
+ * ------------------------------------------------------------------ */
+
+-- Register a manifest as the next version of a pack, or return the latest
+-- version when its canonical digest is the same.  The pack row's lock
+-- makes concurrent registrations take consecutive numbers.
+CREATE FUNCTION stellapack.pack_register(name text, manifest text)
+RETURNS stellapack.pack_versions
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	c record;
+	t text := stellapack.current_tenant();
+	who name := stellapack_internal.calling_role();
+	latest int;
+	v stellapack_internal.pack_version;
+BEGIN
+	IF name IS NULL OR manifest IS NULL THEN
+		RAISE EXCEPTION 'pack name and manifest must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	c := stellapack_internal.manifest_canonicalize(name, manifest);
+
+	INSERT INTO stellapack_internal.pack AS p
+		(tenant, name, owner, latest_version)
+	VALUES (t, pack_register.name, who, 0)
+	ON CONFLICT (tenant, name) DO NOTHING;
+	SELECT p.latest_version INTO latest FROM stellapack_internal.pack p
+	 WHERE p.tenant = t AND p.name = pack_register.name FOR UPDATE;
+
+	SELECT * INTO v FROM stellapack_internal.pack_version pv
+	 WHERE pv.tenant = t AND pv.pack = pack_register.name
+	   AND pv.version = latest;
+	IF FOUND AND v.digest = c.digest THEN
+		RETURN (v.pack, v.version, v.digest, v.manifest, v.job_count,
+				v.created_at, v.created_by);
+	END IF;
+
+	INSERT INTO stellapack_internal.pack_version
+		(tenant, pack, version, digest, manifest_text, manifest, job_count,
+		 created_by)
+	VALUES (t, pack_register.name, latest + 1, c.digest, c.canonical,
+			c.canonical::jsonb, c.job_count, who)
+	RETURNING * INTO v;
+	UPDATE stellapack_internal.pack p
+	   SET latest_version = latest + 1, updated_at = now()
+	 WHERE p.tenant = t AND p.name = pack_register.name;
+	RETURN (v.pack, v.version, v.digest, v.manifest, v.job_count,
+			v.created_at, v.created_by);
+END
+$$;
+
+CREATE FUNCTION stellapack.pack_get(name text, version int DEFAULT NULL)
+RETURNS stellapack.pack_versions
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	v stellapack_internal.pack_version;
+	t text := stellapack.current_tenant();
+BEGIN
+	IF name IS NULL THEN
+		RAISE EXCEPTION 'pack name must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT pv.* INTO v
+	  FROM stellapack_internal.pack p
+	  JOIN stellapack_internal.pack_version pv
+		ON pv.tenant = p.tenant AND pv.pack = p.name
+	 WHERE p.tenant = t AND p.name = pack_get.name
+	   AND pv.version = coalesce(pack_get.version, p.latest_version);
+	IF NOT FOUND THEN
+		IF NOT EXISTS (SELECT FROM stellapack_internal.pack p
+						WHERE p.tenant = t AND p.name = pack_get.name) THEN
+			RAISE EXCEPTION 'pack "%" does not exist', name
+				USING ERRCODE = 'no_data_found';
+		END IF;
+		RAISE EXCEPTION 'pack "%" has no version %', name, version
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	RETURN (v.pack, v.version, v.digest, v.manifest, v.job_count,
+			v.created_at, v.created_by);
+END
+$$;
+
+/* ------------------------------------------------------------------
+ * Runs
+ * ------------------------------------------------------------------ */
+
+-- The pack_runs row of one run, bypassing row-level security (the
+-- callers have checked the tenant).
+CREATE FUNCTION stellapack_internal.run_row(p_run uuid)
+RETURNS stellapack.pack_runs
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT r.id, r.pack, r.version, r.status, r.inputs, r.started_by::text,
+		   r.created_at, r.started_at, r.finished_at, c.*, r.schedule,
+		   r.error
+	  FROM stellapack_internal.run r
+	  CROSS JOIN LATERAL (
+		SELECT count(*)::int,
+			   count(*) FILTER (WHERE j.status = 'succeeded')::int,
+			   count(*) FILTER (WHERE j.status IN ('failed', 'timed_out'))::int,
+			   count(*) FILTER (WHERE j.status = 'skipped')::int,
+			   count(*) FILTER (WHERE j.status = 'canceled')::int,
+			   count(*) FILTER (WHERE j.status = 'running')::int
+		  FROM stellapack_internal.job_run j WHERE j.run_id = r.id) c
+	 WHERE r.id = p_run
+$$;
+
+-- Create a run of one pack version with its job runs; the work it makes
+-- runnable wakes executors when the transaction commits.
+CREATE FUNCTION stellapack_internal.run_create(p_tenant text, p_pack text,
+	p_version int, p_inputs jsonb, p_role name, p_schedule text)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	pv stellapack_internal.pack_version;
+	m jsonb;
+	rid uuid := gen_random_uuid();
+	n_sql int;
+	n_ext int;
+	n int;
+	q text;
+BEGIN
+	IF p_inputs IS NULL OR jsonb_typeof(p_inputs) <> 'object' THEN
+		RAISE EXCEPTION 'run inputs must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = pg_catalog.format('The inputs given are %s.',
+						coalesce(jsonb_typeof(p_inputs), 'null'));
+	END IF;
+	SELECT pv2.* INTO pv
+	  FROM stellapack_internal.pack p
+	  JOIN stellapack_internal.pack_version pv2
+		ON pv2.tenant = p.tenant AND pv2.pack = p.name
+	 WHERE p.tenant = p_tenant AND p.name = p_pack
+	   AND pv2.version = coalesce(p_version, p.latest_version);
+	IF NOT FOUND THEN
+		IF NOT EXISTS (SELECT FROM stellapack_internal.pack p
+						WHERE p.tenant = p_tenant AND p.name = p_pack) THEN
+			RAISE EXCEPTION 'pack "%" does not exist', p_pack
+				USING ERRCODE = 'no_data_found';
+		END IF;
+		RAISE EXCEPTION 'pack "%" has no version %', p_pack, p_version
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	m := pv.manifest;
+
+	INSERT INTO stellapack_internal.job_run
+		(run_id, job, tenant, ordinal, kind, command, queue, spec, needs,
+		 pending_needs, timeout_ms, retries, retry_delay_ms, status)
+	SELECT rid, j ->> 'name', p_tenant, o::int, j ->> 'kind',
+		   j ->> 'command', j ->> 'queue', coalesce(j -> 'spec', '{}'),
+		   ARRAY(SELECT jsonb_array_elements_text(j -> 'needs')),
+		   jsonb_array_length(j -> 'needs'),
+		   (j ->> 'timeout_ms')::bigint, (j ->> 'retries')::int,
+		   (j ->> 'retry_delay_ms')::bigint,
+		   CASE WHEN jsonb_array_length(j -> 'needs') = 0
+				THEN 'queued' ELSE 'blocked' END
+	  FROM jsonb_array_elements(
+			stellapack_internal.manifest_jobs(m)) WITH ORDINALITY AS e(j, o);
+	GET DIAGNOSTICS n = ROW_COUNT;
+
+	SELECT count(*) FILTER (WHERE kind = 'sql'),
+		   count(*) FILTER (WHERE kind = 'external')
+	  INTO n_sql, n_ext
+	  FROM stellapack_internal.job_run
+	 WHERE run_id = rid AND status = 'queued';
+
+	INSERT INTO stellapack_internal.run
+		(id, tenant, pack, version, inputs, started_by, schedule,
+		 max_parallel, fail_fast, deadline, ready_sql, unfinished)
+	VALUES (rid, p_tenant, p_pack, pv.version, p_inputs, p_role, p_schedule,
+			(m ->> 'max_parallel')::int, (m ->> 'fail_fast')::bool,
+			now() + stellapack_internal.duration(m ->> 'timeout'),
+			n_sql, n);
+	INSERT INTO stellapack_internal.run_seq (run_id, tenant)
+	VALUES (rid, p_tenant);
+
+	PERFORM stellapack_internal.syslog(rid, NULL, 'info',
+		pg_catalog.format('run of pack "%s" version %s created by %s',
+						  p_pack, pv.version, p_role),
+		jsonb_build_object('event', 'run_created'));
+	PERFORM stellapack_internal.event(rid, NULL, 'pending', p_tenant);
+	FOR q IN SELECT DISTINCT queue FROM stellapack_internal.job_run
+			  WHERE run_id = rid AND status = 'queued' AND kind = 'external'
+	LOOP
+		PERFORM pg_notify(stellapack.queue_channel(q), '');
+	END LOOP;
+	PERFORM stellapack_internal.wake_at_commit(n_sql,
+		launcher => pv.manifest ->> 'timeout' IS NOT NULL);
+	RETURN rid;
+END
+$$;
+
+-- A canonical duration ("1h30m", "500ms") as an interval.
+CREATE FUNCTION stellapack_internal.duration(text) RETURNS interval
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+	SELECT sum(CASE m[2]
+				 WHEN 'ms' THEN m[1]::bigint * interval '1 millisecond'
+				 WHEN 's' THEN m[1]::bigint * interval '1 second'
+				 WHEN 'm' THEN m[1]::bigint * interval '1 minute'
+				 WHEN 'h' THEN m[1]::bigint * interval '1 hour'
+				 WHEN 'd' THEN m[1]::bigint * interval '1 day'
+			   END)
+	  FROM regexp_matches($1, '(\d+)(ms|s|m|h|d)', 'g') AS m
+$$;
+
+-- The jobs of a canonical manifest with their durations in milliseconds.
+CREATE FUNCTION stellapack_internal.manifest_jobs(m jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE STRICT
+AS $$
+	SELECT coalesce(jsonb_agg(j || jsonb_build_object(
+		'timeout_ms', (extract(epoch FROM stellapack_internal.duration(
+							j ->> 'timeout')) * 1000)::bigint,
+		'retry_delay_ms', coalesce((extract(epoch FROM
+							stellapack_internal.duration(
+								j ->> 'retry_delay')) * 1000)::bigint, 0))
+		ORDER BY o), '[]')
+	  FROM jsonb_array_elements(m -> 'jobs') WITH ORDINALITY AS e(j, o)
+$$;
+
+CREATE FUNCTION stellapack.pack_run_start(pack text, version int DEFAULT NULL,
+	inputs jsonb DEFAULT '{}')
+RETURNS stellapack.pack_runs
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	rid uuid;
+BEGIN
+	IF pack IS NULL THEN
+		RAISE EXCEPTION 'pack name must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	rid := stellapack_internal.run_create(stellapack.current_tenant(), pack,
+		version, inputs, stellapack_internal.calling_role(), NULL);
+	RETURN stellapack_internal.run_row(rid);
+END
+$$;
+
+-- Finish a run whose jobs are all in a final state.  Called with the run
+-- row locked.
+CREATE FUNCTION stellapack_internal.run_finish(p_run uuid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	r stellapack_internal.run;
+	s text;
+	n_ok int;
+	n_all int;
+BEGIN
+	SELECT * INTO r FROM stellapack_internal.run WHERE id = p_run;
+	SELECT count(*) FILTER (WHERE status = 'succeeded'), count(*)
+	  INTO n_ok, n_all
+	  FROM stellapack_internal.job_run WHERE run_id = p_run;
+	s := CASE WHEN r.cancel_requested THEN 'canceled'
+			  WHEN r.halted THEN 'failed'
+			  WHEN n_ok = n_all THEN 'completed'
+			  WHEN n_ok = 0 THEN 'failed'
+			  ELSE 'partially_failed' END;
+	UPDATE stellapack_internal.run
+	   SET status = s, finished_at = clock_timestamp(),
+		   started_at = coalesce(started_at, clock_timestamp()),
+		   ready_sql = 0, running = 0, unfinished = 0
+	 WHERE id = p_run;
+	PERFORM stellapack_internal.syslog(p_run, NULL,
+		CASE s WHEN 'completed' THEN 'info' ELSE 'error' END,
+		pg_catalog.format('run finished: %s (%s of %s jobs succeeded)',
+						  s, n_ok, n_all),
+		jsonb_build_object('event', 'run_finished', 'status', s));
+	PERFORM stellapack_internal.event(p_run, NULL, s, r.tenant);
+	PERFORM stellapack_internal.wake_at_commit(0, waiters => true);
+END
+$$;
+
+-- Make a job final without running it (skipped or canceled), with its
+-- line in the log.  Returns nothing; the caller counts.
+CREATE FUNCTION stellapack_internal.jobs_close(p_run uuid, p_jobs text[],
+	p_status text, p_reason text)
+RETURNS int
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	j record;
+	n int := 0;
+BEGIN
+	FOR j IN
+		UPDATE stellapack_internal.job_run
+		   SET status = p_status, finished_at = clock_timestamp(),
+			   error = coalesce(error, p_reason), not_before = NULL
+		 WHERE run_id = p_run AND job = ANY (p_jobs)
+		   AND status IN ('blocked', 'queued')
+		RETURNING job, tenant
+	LOOP
+		n := n + 1;
+		PERFORM stellapack_internal.syslog(p_run, j.job, 'warning',
+			pg_catalog.format('job "%s" %s: %s', j.job, p_status, p_reason),
+			jsonb_build_object('event', 'job_' || p_status));
+		PERFORM stellapack_internal.event(p_run, j.job, p_status, j.tenant);
+	END LOOP;
+	RETURN n;
+END
+$$;
+
+-- Recount the queued, runnable SQL jobs of a run; cheap, and it keeps the
+-- counter right whatever path changed the jobs.
+CREATE FUNCTION stellapack_internal.run_recount(p_run uuid)
+RETURNS void
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+	UPDATE stellapack_internal.run r
+	   SET ready_sql = c.ready, running = c.running, unfinished = c.unfinished
+	  FROM (SELECT count(*) FILTER (WHERE status = 'queued' AND kind = 'sql'
+									  AND not_before IS NULL) AS ready,
+				   count(*) FILTER (WHERE status = 'running') AS running,
+				   count(*) FILTER (WHERE status IN ('blocked', 'queued',
+													  'running')) AS unfinished
+			  FROM stellapack_internal.job_run WHERE run_id = p_run) c
+	 WHERE r.id = p_run
+$$;
+
+-- Record the end of a job's attempt and move the run on: retry it, or make
+-- it final, release or skip its dependents, halt the run under fail_fast,
+-- finish the run when nothing is left.  p_outcome is succeeded, failed,
+-- timed_out or canceled.  Returns the number of SQL jobs made runnable.
+-- Locks the run row first, then job rows, like every writer of runs.
+CREATE FUNCTION stellapack_internal.job_end(p_run uuid, p_job text,
+	p_outcome text, p_error text, p_sqlstate text, p_result jsonb,
+	p_retry bool DEFAULT true)
+RETURNS int
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	r stellapack_internal.run;
+	j stellapack_internal.job_run;
+	delay interval;
+	took text;
+	rel record;
+	newly_sql int := 0;
+	bad text[];
+BEGIN
+	SELECT * INTO r FROM stellapack_internal.run WHERE id = p_run FOR UPDATE;
+	SELECT * INTO j FROM stellapack_internal.job_run
+	 WHERE run_id = p_run AND job = p_job FOR UPDATE;
+	IF NOT FOUND OR j.status <> 'running' THEN
+		RETURN 0;
+	END IF;
+	took := to_char(1000 * extract(epoch FROM clock_timestamp() - j.started_at),
+					'FM999999990.0') || ' ms';
+
+	INSERT INTO stellapack_internal.job_attempt
+		(run_id, job, attempt, tenant, status, started_at, error, sqlstate,
+		 worker)
+	VALUES (p_run, p_job, j.attempt, j.tenant, p_outcome, j.started_at,
+			p_error, p_sqlstate, j.worker);
+
+	IF p_outcome = 'succeeded' THEN
+		UPDATE stellapack_internal.job_run
+		   SET status = 'succeeded', finished_at = clock_timestamp(),
+			   result = p_result, error = NULL, sqlstate = NULL,
+			   lease_id = NULL, lease_expires_at = NULL
+		 WHERE run_id = p_run AND job = p_job;
+		PERFORM stellapack_internal.syslog(p_run, p_job, 'info',
+			pg_catalog.format('job "%s" succeeded in %s', p_job, took),
+			jsonb_build_object('event', 'job_succeeded', 'attempt', j.attempt));
+		PERFORM stellapack_internal.event(p_run, p_job, 'succeeded', r.tenant);
+
+		-- release the dependents whose needs are now all met
+		FOR rel IN
+			UPDATE stellapack_internal.job_run
+			   SET pending_needs = pending_needs - 1,
+				   status = CASE WHEN pending_needs = 1 AND NOT r.halted
+								  AND NOT r.cancel_requested
+							THEN 'queued' ELSE status END
+			 WHERE run_id = p_run AND status = 'blocked'
+			   AND p_job = ANY (needs)
+			RETURNING job, kind, queue, status
+		LOOP
+			IF rel.status = 'queued' THEN
+				IF rel.kind = 'sql' THEN
+					newly_sql := newly_sql + 1;
+				ELSE
+					PERFORM pg_notify(stellapack.queue_channel(rel.queue), '');
+				END IF;
+				PERFORM stellapack_internal.event(p_run, rel.job, 'queued',
+												  r.tenant);
+			END IF;
+		END LOOP;
+		UPDATE stellapack_internal.run
+		   SET running = running - 1, unfinished = unfinished - 1,
+			   ready_sql = ready_sql + newly_sql
+		 WHERE id = p_run;
+	ELSIF p_retry AND p_outcome <> 'canceled' AND j.attempt <= j.retries
+		  AND NOT r.cancel_requested AND NOT r.halted
+		  AND (r.deadline IS NULL OR r.deadline > clock_timestamp()) THEN
+		-- exponential backoff: retry_delay * 2^(attempt - 1), at most a day
+		delay := least(stellapack_internal.ms(j.retry_delay_ms)
+					   * power(2, least(j.attempt - 1, 30)),
+					   interval '1 day');
+		UPDATE stellapack_internal.job_run
+		   SET status = 'queued', error = p_error, sqlstate = p_sqlstate,
+			   not_before = clock_timestamp() + delay, lease_id = NULL,
+			   lease_expires_at = NULL, worker = NULL
+		 WHERE run_id = p_run AND job = p_job;
+		UPDATE stellapack_internal.run SET running = running - 1
+		 WHERE id = p_run;
+		PERFORM stellapack_internal.syslog(p_run, p_job, 'warning',
+			pg_catalog.format('job "%s" attempt %s %s after %s: %s; retrying in %s',
+							  p_job, j.attempt, p_outcome, took,
+							  coalesce(p_error, p_outcome), delay),
+			jsonb_build_object('event', 'job_retrying', 'attempt', j.attempt,
+							   'sqlstate', p_sqlstate,
+							   'retry_at', clock_timestamp() + delay));
+		PERFORM stellapack_internal.event(p_run, p_job, 'queued', r.tenant);
+		PERFORM stellapack_internal.wake_at_commit(0, launcher => true);
+		RETURN 0;
+	ELSE
+		UPDATE stellapack_internal.job_run
+		   SET status = p_outcome, finished_at = clock_timestamp(),
+			   error = p_error, sqlstate = p_sqlstate, result = p_result,
+			   lease_id = NULL, lease_expires_at = NULL
+		 WHERE run_id = p_run AND job = p_job;
+		UPDATE stellapack_internal.run
+		   SET running = running - 1, unfinished = unfinished - 1
+		 WHERE id = p_run;
+		PERFORM stellapack_internal.syslog(p_run, p_job, 'error',
+			pg_catalog.format('job "%s" %s after %s%s', p_job,
+				replace(p_outcome, '_', ' '), took,
+				CASE WHEN p_sqlstate IS NOT NULL
+					 THEN pg_catalog.format(' [SQLSTATE %s]', p_sqlstate)
+					 ELSE '' END
+				|| coalesce(': ' || p_error, '')),
+			jsonb_build_object('event', 'job_' || p_outcome,
+							   'attempt', j.attempt, 'sqlstate', p_sqlstate,
+							   'error', p_error));
+		PERFORM stellapack_internal.event(p_run, p_job, p_outcome, r.tenant);
+
+		-- everything that needs this job, directly or not, is skipped
+		WITH RECURSIVE down(job) AS (
+			SELECT p_job
+			UNION
+			SELECT d.job FROM stellapack_internal.job_run d, down
+			 WHERE d.run_id = p_run AND down.job = ANY (d.needs)
+			   AND d.status = 'blocked')
+		SELECT array_agg(job) INTO bad FROM down WHERE job <> p_job;
+		IF bad IS NOT NULL THEN
+			PERFORM stellapack_internal.jobs_close(p_run, bad, 'skipped',
+				pg_catalog.format('it needs job "%s", which did not succeed',
+								  p_job));
+		END IF;
+
+		IF r.fail_fast AND NOT r.halted AND p_outcome <> 'canceled' THEN
+			UPDATE stellapack_internal.run SET halted = true WHERE id = p_run;
+			PERFORM stellapack_internal.jobs_close(p_run,
+				ARRAY(SELECT job FROM stellapack_internal.job_run
+					   WHERE run_id = p_run
+						 AND status IN ('blocked', 'queued')),
+				'canceled',
+				pg_catalog.format('fail_fast: job "%s" failed', p_job));
+		END IF;
+		PERFORM stellapack_internal.run_recount(p_run);
+	END IF;
+
+	IF (SELECT unfinished FROM stellapack_internal.run WHERE id = p_run) = 0
+	THEN
+		PERFORM stellapack_internal.run_finish(p_run);
+	END IF;
+	IF newly_sql > 0 THEN
+		PERFORM stellapack_internal.wake_at_commit(newly_sql);
+	END IF;
+	RETURN newly_sql;
+END
+$$;
+
+-- Claim the next runnable SQL job for an executor: the run that was served
+-- least recently goes first, so that no run starves the others, and
+-- within a run the first job in manifest order.  Runs locked by another
+-- claimer are skipped.  Returns no row when nothing is runnable.
+CREATE FUNCTION stellapack_internal.claim_sql(p_worker text,
+	OUT run_id uuid, OUT job text, OUT command text, OUT role name,
+	OUT tenant text, OUT timeout_ms bigint, OUT attempt int, OUT pack text)
+RETURNS SETOF record
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	r stellapack_internal.run;
+	j stellapack_internal.job_run;
+	left_ms bigint;
+BEGIN
+	SELECT * INTO r FROM stellapack_internal.run
+	 WHERE ready_sql > 0 AND running < max_parallel
+	   AND NOT cancel_requested AND NOT halted
+	 ORDER BY dispatched_at
+	 LIMIT 1 FOR UPDATE SKIP LOCKED;
+	IF NOT FOUND THEN
+		RETURN;
+	END IF;
+	UPDATE stellapack_internal.job_run jr
+	   SET status = 'running', attempt = jr.attempt + 1,
+		   started_at = clock_timestamp(), finished_at = NULL,
+		   worker = p_worker
+	 WHERE (jr.run_id, jr.job) =
+		   (SELECT q.run_id, q.job FROM stellapack_internal.job_run q
+			 WHERE q.run_id = r.id AND q.status = 'queued'
+			   AND q.kind = 'sql' AND q.not_before IS NULL
+			 ORDER BY q.ordinal LIMIT 1)
+	RETURNING * INTO j;
+	IF NOT FOUND THEN
+		-- the counter was wrong; put it right and let the caller retry
+		PERFORM stellapack_internal.run_recount(r.id);
+		RETURN;
+	END IF;
+	UPDATE stellapack_internal.run
+	   SET ready_sql = ready_sql - 1, running = running + 1,
+		   dispatched_at = clock_timestamp(),
+		   status = 'running',
+		   started_at = coalesce(started_at, clock_timestamp())
+	 WHERE id = r.id;
+	IF r.status = 'pending' THEN
+		PERFORM stellapack_internal.event(r.id, NULL, 'running', r.tenant);
+	END IF;
+	PERFORM stellapack_internal.syslog(r.id, j.job, 'info',
+		pg_catalog.format('job "%s" started (attempt %s) on %s',
+						  j.job, j.attempt, p_worker),
+		jsonb_build_object('event', 'job_started', 'attempt', j.attempt));
+	PERFORM stellapack_internal.event(r.id, j.job, 'running', r.tenant);
+
+	left_ms := CASE WHEN r.deadline IS NULL THEN NULL
+					ELSE greatest(1, (1000 * extract(epoch FROM
+							r.deadline - clock_timestamp()))::bigint) END;
+	run_id := r.id;
+	job := j.job;
+	command := j.command;
+	role := r.started_by;
+	tenant := r.tenant;
+	timeout_ms := CASE WHEN j.timeout_ms IS NULL THEN left_ms
+					   WHEN left_ms IS NULL THEN j.timeout_ms
+					   ELSE least(j.timeout_ms, left_ms) END;
+	attempt := j.attempt;
+	pack := r.pack;
+	RETURN NEXT;
+END
+$$;
+
+CREATE FUNCTION stellapack.pack_run_cancel(run_id uuid)
+RETURNS stellapack.pack_runs
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	r stellapack_internal.run;
+	j record;
+BEGIN
+	r := stellapack_internal.visible_run(run_id);
+	SELECT * INTO r FROM stellapack_internal.run WHERE id = r.id FOR UPDATE;
+	IF r.status IN ('completed', 'partially_failed', 'failed', 'canceled')
+	   OR r.cancel_requested THEN
+		RETURN stellapack_internal.run_row(r.id);
+	END IF;
+	UPDATE stellapack_internal.run SET cancel_requested = true
+	 WHERE id = r.id;
+	PERFORM stellapack_internal.syslog(r.id, NULL, 'warning',
+		pg_catalog.format('run canceled by %s',
+						  stellapack_internal.calling_role()),
+		jsonb_build_object('event', 'run_cancel_requested'));
+	PERFORM stellapack_internal.jobs_close(r.id,
+		ARRAY(SELECT jr.job FROM stellapack_internal.job_run jr
+			   WHERE jr.run_id = r.id AND jr.status IN ('blocked', 'queued')),
+		'canceled', 'the run was canceled');
+	FOR j IN SELECT jr.job, jr.kind FROM stellapack_internal.job_run jr
+			  WHERE jr.run_id = r.id AND jr.status = 'running'
+	LOOP
+		IF j.kind = 'sql' THEN
+			PERFORM stellapack_internal.cancel_at_commit(r.id, j.job);
+		ELSE
+			-- the runner learns it from its next heartbeat
+			PERFORM stellapack_internal.job_end(r.id, j.job, 'canceled',
+				'the run was canceled', NULL, NULL, false);
+		END IF;
+	END LOOP;
+	PERFORM stellapack_internal.run_recount(r.id);
+	IF (SELECT unfinished FROM stellapack_internal.run WHERE id = r.id) = 0
+	   AND (SELECT status FROM stellapack_internal.run WHERE id = r.id)
+		   NOT IN ('completed', 'partially_failed', 'failed', 'canceled') THEN
+		PERFORM stellapack_internal.run_finish(r.id);
+	END IF;
+	RETURN stellapack_internal.run_row(r.id);
+END
+$$;
+
+CREATE FUNCTION stellapack.pack_run_wait(run_id uuid,
+	timeout interval DEFAULT '30 seconds')
+RETURNS stellapack.pack_runs
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	r stellapack_internal.run;
+	until timestamptz;
+	left_ms double precision;
+BEGIN
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		RAISE EXCEPTION 'pack_run_wait cannot see the run progress under % isolation',
+			upper(current_setting('transaction_isolation'))
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'The transaction''s snapshot is fixed, so a change made by the engine would never become visible.',
+				  HINT = 'Call it in a READ COMMITTED transaction.';
+	END IF;
+	IF timeout IS NULL OR timeout < interval '0' THEN
+		RAISE EXCEPTION 'timeout must be a non-negative interval'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	r := stellapack_internal.visible_run(run_id);
+	IF (SELECT xmin FROM stellapack_internal.run WHERE id = r.id)
+	   = xid(pg_current_xact_id_if_assigned()) THEN
+		RAISE EXCEPTION 'cannot wait for a run started in the same transaction'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Commit the transaction that starts the run first.';
+	END IF;
+	until := clock_timestamp() + timeout;
+	LOOP
+		SELECT * INTO r FROM stellapack_internal.run WHERE id = r.id;
+		EXIT WHEN r.status IN ('completed', 'partially_failed', 'failed',
+							   'canceled');
+		left_ms := 1000 * extract(epoch FROM until - clock_timestamp());
+		EXIT WHEN left_ms <= 0;
+		PERFORM stellapack_internal.wait_for_change(
+			least(left_ms, 1000)::int + 1);
+	END LOOP;
+	RETURN stellapack_internal.run_row(r.id);
+END
+$$;
+
+-- Inside a SQL job: one input of its run, as jsonb (NULL when absent).
+CREATE FUNCTION stellapack.input(key text) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	cur record := stellapack_internal.current_job();
+BEGIN
+	IF cur.run_id IS NULL THEN
+		RAISE EXCEPTION 'stellapack.input() can only be called inside a job'
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	RETURN (SELECT inputs -> key FROM stellapack_internal.run
+			 WHERE id = cur.run_id);
+END
+$$;
+
+/* ------------------------------------------------------------------
+ * Logs and artifacts
+ * ------------------------------------------------------------------ */
+CREATE FUNCTION stellapack.log(message text, level text DEFAULT 'info',
+	data jsonb DEFAULT NULL)
+RETURNS void LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'sp_log';
+
+CREATE FUNCTION stellapack.pack_run_channel(run_id uuid) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+	RETURN stellapack_internal.run_channel(
+		(stellapack_internal.visible_run(run_id)).id);
+END
+$$;
+
+CREATE FUNCTION stellapack.pack_run_logs(run_id uuid, after_seq bigint DEFAULT 0,
+	max_rows int DEFAULT 1000)
+RETURNS SETOF stellapack.pack_run_log
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	rid uuid := (stellapack_internal.visible_run(run_id)).id;
+BEGIN
+	IF after_seq IS NULL OR after_seq < 0 THEN
+		RAISE EXCEPTION 'after_seq must be zero or more'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF max_rows IS NULL OR max_rows < 1 OR max_rows > 100000 THEN
+		RAISE EXCEPTION 'max_rows must be from 1 to 100000'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	RETURN QUERY
+		SELECT l.run_id, l.seq, l.ts, l.job, l.level, l.stream, l.message,
+			   l.data
+		  FROM stellapack_internal.log l
+		 WHERE l.run_id = rid AND l.seq > after_seq
+		 ORDER BY l.seq
+		 LIMIT max_rows;
+END
+$$;
+
+CREATE FUNCTION stellapack_internal.artifact_store(p_run uuid, p_job text,
+	p_tenant text, p_name text, p_content bytea, p_media_type text)
+RETURNS stellapack_internal.artifact
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	a stellapack_internal.artifact;
+BEGIN
+	IF p_name IS NULL OR p_name !~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$' THEN
+		RAISE EXCEPTION 'invalid artifact name "%"', p_name
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'Artifact names are 1 to 255 characters: letters, digits, ".", "_" and "-", starting with a letter or digit.';
+	END IF;
+	IF p_content IS NULL THEN
+		RAISE EXCEPTION 'artifact content must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF p_media_type IS NULL OR p_media_type !~ '^[\w.+-]+/[\w.+-]+' THEN
+		RAISE EXCEPTION 'invalid media type "%"', p_media_type
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	INSERT INTO stellapack_internal.artifact
+		(run_id, name, tenant, job, media_type, size, sha256, content)
+	VALUES (p_run, p_name, p_tenant, p_job, p_media_type,
+			octet_length(p_content), encode(sha256(p_content), 'hex'),
+			p_content)
+	RETURNING * INTO a;
+	RETURN a;
+EXCEPTION WHEN unique_violation THEN
+	RAISE EXCEPTION 'artifact "%" already exists in run "%"', p_name, p_run
+		USING ERRCODE = 'unique_violation';
+END
+$$;
+
+-- Inside a SQL job: store a named artifact of its run.  The announcement
+-- on the run's channel is written when the job's transaction commits.
+CREATE FUNCTION stellapack.artifact_put(name text, content bytea,
+	media_type text DEFAULT 'application/octet-stream')
+RETURNS stellapack.artifacts
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	cur record := stellapack_internal.current_job();
+	a stellapack_internal.artifact;
+BEGIN
+	IF cur.run_id IS NULL THEN
+		RAISE EXCEPTION 'stellapack.artifact_put() can only be called inside a job'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'External runners use the form that takes a lease_id.';
+	END IF;
+	a := stellapack_internal.artifact_store(cur.run_id, cur.job,
+		(SELECT tenant FROM stellapack_internal.run WHERE id = cur.run_id),
+		name, content, media_type);
+	PERFORM stellapack_internal.deferred_log(
+		pg_catalog.format('artifact "%s" stored (%s bytes, %s)', a.name,
+						  a.size, a.media_type),
+		jsonb_build_object('event', 'artifact', 'name', a.name,
+						   'size', a.size, 'sha256', a.sha256,
+						   'media_type', a.media_type));
+	RETURN (a.run_id, a.job, a.name, a.media_type, a.size, a.sha256,
+			a.created_at);
+END
+$$;
+
+CREATE FUNCTION stellapack.artifact_get(run_id uuid, name text)
+RETURNS bytea
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	rid uuid := (stellapack_internal.visible_run(run_id)).id;
+	c bytea;
+BEGIN
+	SELECT a.content INTO c FROM stellapack_internal.artifact a
+	 WHERE a.run_id = rid AND a.name = artifact_get.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'artifact "%" does not exist in run "%"', name, rid
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	RETURN c;
+END
+$$;
+
+/* ------------------------------------------------------------------
+ * Launcher rounds: recovery, retries that are due, pack timeouts and
+ * expired leases.  Each returns the next time it needs to run again.
+ * ------------------------------------------------------------------ */
+
+-- After a restart: every job that was running on an executor has lost it.
+CREATE FUNCTION stellapack_internal.recover_executor_jobs(p_reason text,
+	p_worker text DEFAULT NULL)
+RETURNS int
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	j record;
+	n int := 0;
+BEGIN
+	FOR j IN SELECT jr.run_id, jr.job FROM stellapack_internal.job_run jr
+			  WHERE jr.status = 'running' AND jr.kind = 'sql'
+				AND (p_worker IS NULL OR starts_with(jr.worker, p_worker))
+			  ORDER BY jr.run_id, jr.job
+	LOOP
+		PERFORM stellapack_internal.job_end(j.run_id, j.job, 'failed',
+			p_reason, NULL, NULL);
+		n := n + 1;
+	END LOOP;
+	RETURN n;
+END
+$$;
+
+-- Make retries whose backoff has passed runnable, time out runs past their
+-- pack timeout, reap expired leases.  Returns when to come back.
+CREATE FUNCTION stellapack_internal.tick() RETURNS timestamptz
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	j record;
+	r record;
+	woke int := 0;
+	st text;
+	nxt timestamptz;
+BEGIN
+	-- retries that are due
+	FOR j IN SELECT jr.run_id, jr.job, jr.kind, jr.queue
+			   FROM stellapack_internal.job_run jr
+			  WHERE jr.not_before <= clock_timestamp()
+			  ORDER BY jr.not_before LIMIT 1000
+	LOOP
+		PERFORM 1 FROM stellapack_internal.run WHERE id = j.run_id FOR UPDATE;
+		UPDATE stellapack_internal.job_run SET not_before = NULL
+		 WHERE run_id = j.run_id AND job = j.job
+		RETURNING status INTO st;
+		IF st = 'queued' THEN
+			IF j.kind = 'sql' THEN
+				UPDATE stellapack_internal.run SET ready_sql = ready_sql + 1
+				 WHERE id = j.run_id;
+				woke := woke + 1;
+			ELSE
+				PERFORM pg_notify(stellapack.queue_channel(j.queue), '');
+			END IF;
+		END IF;
+	END LOOP;
+
+	-- runs past their pack timeout
+	FOR r IN SELECT id FROM stellapack_internal.run
+			  WHERE status IN ('pending', 'running') AND NOT halted
+				AND deadline <= clock_timestamp()
+			  ORDER BY deadline LIMIT 100
+	LOOP
+		PERFORM stellapack_internal.run_timeout(r.id);
+	END LOOP;
+
+	-- external jobs whose lease expired
+	FOR j IN SELECT jr.run_id, jr.job FROM stellapack_internal.job_run jr
+			  WHERE jr.status = 'running' AND jr.kind = 'external'
+				AND jr.lease_expires_at <= clock_timestamp()
+			  ORDER BY jr.lease_expires_at LIMIT 1000
+	LOOP
+		PERFORM stellapack_internal.job_end(j.run_id, j.job, 'failed',
+			'the lease of the runner expired', NULL, NULL);
+	END LOOP;
+
+	IF woke > 0 THEN
+		PERFORM stellapack_internal.wake_at_commit(woke);
+	END IF;
+
+	SELECT least(
+		(SELECT min(not_before) FROM stellapack_internal.job_run
+		  WHERE not_before IS NOT NULL),
+		(SELECT min(deadline) FROM stellapack_internal.run
+		  WHERE status IN ('pending', 'running') AND NOT halted),
+		(SELECT min(lease_expires_at) FROM stellapack_internal.job_run
+		  WHERE status = 'running' AND kind = 'external'))
+	  INTO nxt;
+	RETURN nxt;
+END
+$$;
+
+-- A run past its pack timeout: what has not started is canceled, external
+-- jobs are timed out at once, SQL jobs are stopped by their statement
+-- timeout (armed at most at the deadline).
+CREATE FUNCTION stellapack_internal.run_timeout(p_run uuid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	r stellapack_internal.run;
+	j record;
+BEGIN
+	SELECT * INTO r FROM stellapack_internal.run WHERE id = p_run FOR UPDATE;
+	IF r.status NOT IN ('pending', 'running') OR r.halted THEN
+		RETURN;
+	END IF;
+	UPDATE stellapack_internal.run SET halted = true,
+		   error = 'pack timeout exceeded'
+	 WHERE id = p_run;
+	PERFORM stellapack_internal.syslog(p_run, NULL, 'error',
+		pg_catalog.format('run exceeded its pack timeout (deadline %s)',
+						  r.deadline),
+		jsonb_build_object('event', 'run_timed_out'));
+	PERFORM stellapack_internal.jobs_close(p_run,
+		ARRAY(SELECT job FROM stellapack_internal.job_run
+			   WHERE run_id = p_run AND status IN ('blocked', 'queued')),
+		'canceled', 'the pack timeout was exceeded');
+	FOR j IN SELECT job FROM stellapack_internal.job_run
+			  WHERE run_id = p_run AND status = 'running' AND kind = 'external'
+	LOOP
+		PERFORM stellapack_internal.job_end(p_run, j.job, 'timed_out',
+			'the pack timeout was exceeded', NULL, NULL, false);
+	END LOOP;
+	PERFORM stellapack_internal.run_recount(p_run);
+	IF (SELECT unfinished FROM stellapack_internal.run WHERE id = p_run) = 0
+	   AND (SELECT status FROM stellapack_internal.run WHERE id = p_run)
+		   IN ('pending', 'running') THEN
+		PERFORM stellapack_internal.run_finish(p_run);
+	END IF;
+END
+$$;
+
+/* ------------------------------------------------------------------
+ * Privileges
+ * ------------------------------------------------------------------ */
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA stellapack_internal FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA stellapack FROM PUBLIC;
+GRANT USAGE ON SCHEMA stellapack TO stellapack_reader, stellapack_worker;
+GRANT USAGE ON SCHEMA stellapack_internal TO stellapack_reader;
+GRANT SELECT ON stellapack_internal.pack, stellapack_internal.pack_version,
+	stellapack_internal.run, stellapack_internal.job_run,
+	stellapack_internal.job_attempt, stellapack_internal.log,
+	stellapack_internal.artifact TO stellapack_reader;
+GRANT SELECT ON stellapack.packs, stellapack.pack_versions,
+	stellapack.pack_runs, stellapack.job_runs, stellapack.job_attempts,
+	stellapack.pack_run_log, stellapack.artifacts, stellapack.workers
+	TO stellapack_reader;
+GRANT EXECUTE ON FUNCTION stellapack_internal.worker_status()
+	TO stellapack_reader;
+GRANT EXECUTE ON FUNCTION
+	stellapack.current_tenant(),
+	stellapack.queue_channel(text),
+	stellapack.pack_get(text, int),
+	stellapack.pack_run_channel(uuid),
+	stellapack.pack_run_logs(uuid, bigint, int),
+	stellapack.artifact_get(uuid, text)
+	TO stellapack_reader;
+GRANT EXECUTE ON FUNCTION
+	stellapack.pack_run_start(text, int, jsonb),
+	stellapack.pack_run_cancel(uuid),
+	stellapack.pack_run_wait(uuid, interval)
+	TO stellapack_operator;
+GRANT EXECUTE ON FUNCTION stellapack.pack_register(text, text)
+	TO stellapack_admin;
+-- Called from inside jobs, which run as whatever role started the run;
+-- they check that they are inside a job themselves.
+GRANT EXECUTE ON FUNCTION
+	stellapack.input(text),
+	stellapack.log(text, text, jsonb),
+	stellapack.artifact_put(text, bytea, text),
+	stellapack.current_tenant()
+	TO PUBLIC;
+GRANT USAGE ON SCHEMA stellapack TO PUBLIC;

@@ -1,0 +1,677 @@
+/*-------------------------------------------------------------------------
+ *
+ * executor.c
+ *	  The pool of long-lived executors that run SQL jobs.  An executor
+ *	  claims a job, runs its SQL as the run's role in a transaction of its
+ *	  own, and in that same transaction records the outcome, releases the
+ *	  jobs that waited on it and claims the next one: a job's effects and
+ *	  its "succeeded" commit together, once.
+ *
+ * What a job raises (NOTICE, WARNING, stellapack.log()) goes through a
+ * shm_mq to the relay in the launcher, which stores and announces it at
+ * once.  Before it writes the job's outcome, an executor waits for the
+ * relay to have stored what the job sent, so that the outcome is the
+ * job's last line.  The state machine itself (what a run's jobs do next)
+ * is SQL in stellapack_internal; this file is the process around it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "commands/prepare.h"
+#include "commands/sequence.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "libpq/libpq.h"
+#include "libpq/pqmq.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "storage/shm_mq.h"
+#include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/portal.h"
+#include "utils/snapmgr.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "stellapack.h"
+
+/* a claimed job, owned by the executor between claim and outcome */
+typedef struct SpClaim
+{
+	pg_uuid_t	run_id;
+	char		job[SP_JOB_NAME_LEN];
+	char		role[NAMEDATALEN];
+	char	   *tenant;			/* in TopMemoryContext */
+	char	   *command;		/* in TopMemoryContext */
+	int64		timeout_ms;		/* 0: none */
+	int			attempt;
+} SpClaim;
+
+/* the role of the running job, for stellapack_internal.calling_role() */
+Oid			sp_job_role = InvalidOid;
+
+static int	my_slot = -1;
+static char worker_name[64];
+static shm_mq_handle *relay_mqh = NULL;
+static const PQcommMethods *relay_methods = NULL;
+static PQcommMethods counting_methods;
+
+static bool in_job = false;
+static SpClaim current;
+static bool context_sent = false;
+static int	sent_this_job = 0;
+static uint64 sync_token = 0;
+static List *deferred_lines = NIL;	/* SpLogLine *, in JobContext */
+static MemoryContext JobContext = NULL;
+
+static SPIPlanPtr claim_plan = NULL;
+static SPIPlanPtr end_plan = NULL;
+
+static void executor_detach(int code, Datum arg);
+
+/*
+ * sp_in_job tells whether this backend is an executor inside a job, and
+ * which one.
+ */
+bool
+sp_in_job(pg_uuid_t *run_id, const char **job)
+{
+	if (!in_job)
+		return false;
+	if (run_id)
+		*run_id = current.run_id;
+	if (job)
+		*job = current.job;
+	return true;
+}
+
+/*
+ * send_context tells the relay, before the first line a job sends, which
+ * run and job the lines that follow belong to.
+ */
+static void
+send_context(void)
+{
+	shm_mq_iovec iov[2];
+	char		type = SP_MSG_CONTEXT;
+	char		buf[UUID_LEN + SP_JOB_NAME_LEN];
+	int			len;
+
+	memcpy(buf, current.run_id.data, UUID_LEN);
+	len = strlcpy(buf + UUID_LEN, current.job, SP_JOB_NAME_LEN);
+	iov[0].data = &type;
+	iov[0].len = 1;
+	iov[1].data = buf;
+	iov[1].len = UUID_LEN + len + 1;
+	if (shm_mq_sendv(relay_mqh, iov, 2, false, true) == SHM_MQ_DETACHED)
+		ereport(FATAL,
+				(errcode(ERRCODE_ADMIN_SHUTDOWN),
+				 errmsg("stellapack executor lost its relay")));
+	context_sent = true;
+}
+
+/*
+ * counting_putmessage forwards a protocol message (a NOTICE, WARNING or
+ * ERROR raised by the job) to the relay's queue, counting it and sending
+ * the job's context first.
+ */
+static int
+counting_putmessage(char msgtype, const char *s, size_t len)
+{
+	if (in_job && !context_sent)
+		send_context();
+	sent_this_job++;
+	return relay_methods->putmessage(msgtype, s, len);
+}
+
+static void
+counting_putmessage_noblock(char msgtype, const char *s, size_t len)
+{
+	if (in_job && !context_sent)
+		send_context();
+	sent_this_job++;
+	relay_methods->putmessage_noblock(msgtype, s, len);
+}
+
+/*
+ * sp_executor_send sends a message of the executor's own (an explicit log
+ * line) to the relay.  It blocks while the queue is full: a job that logs
+ * faster than lines can be stored slows down instead of losing lines.
+ */
+void
+sp_executor_send(char msgtype, const char *data, Size len)
+{
+	shm_mq_iovec iov[2];
+
+	Assert(in_job);
+	if (!context_sent)
+		send_context();
+	iov[0].data = &msgtype;
+	iov[0].len = 1;
+	iov[1].data = data;
+	iov[1].len = len;
+	if (shm_mq_sendv(relay_mqh, iov, 2, false, true) == SHM_MQ_DETACHED)
+		ereport(FATAL,
+				(errcode(ERRCODE_ADMIN_SHUTDOWN),
+				 errmsg("stellapack executor lost its relay")));
+	sent_this_job++;
+}
+
+/*
+ * relay_sync waits until the relay has stored every line this job sent.
+ */
+static void
+relay_sync(void)
+{
+	shm_mq_iovec iov[2];
+	char		type = SP_MSG_SYNC;
+	uint64		token;
+
+	if (sent_this_job == 0)
+		return;
+	token = ++sync_token;
+	iov[0].data = &type;
+	iov[0].len = 1;
+	iov[1].data = (char *) &token;
+	iov[1].len = sizeof(token);
+	if (shm_mq_sendv(relay_mqh, iov, 2, false, true) == SHM_MQ_DETACHED)
+		ereport(FATAL,
+				(errcode(ERRCODE_ADMIN_SHUTDOWN),
+				 errmsg("stellapack executor lost its relay")));
+	for (;;)
+	{
+		uint64		ack;
+
+		SpinLockAcquire(&sp_shared->mutex);
+		ack = sp_shared->slots[my_slot].sync_ack;
+		SpinLockRelease(&sp_shared->mutex);
+		if (ack >= token)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT |
+						 WL_EXIT_ON_PM_DEATH, 1000, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	sent_this_job = 0;
+}
+
+/*
+ * sp_defer_log keeps a system line to be written with the job's success,
+ * in its transaction, after everything the job sent.
+ */
+void
+sp_defer_log(const char *message, const char *data_json)
+{
+	MemoryContext old = MemoryContextSwitchTo(JobContext);
+	SpLogLine  *l = palloc0(sizeof(SpLogLine));
+
+	l->job = current.job;
+	l->level = "info";
+	l->stream = "system";
+	l->message = pstrdup(message);
+	l->data = data_json ? pstrdup(data_json) : NULL;
+	deferred_lines = lappend(deferred_lines, l);
+	MemoryContextSwitchTo(old);
+}
+
+static void
+claim_clear(SpClaim *c)
+{
+	if (c->tenant)
+		pfree(c->tenant);
+	if (c->command)
+		pfree(c->command);
+	memset(c, 0, sizeof(SpClaim));
+}
+
+/*
+ * try_claim claims the next runnable SQL job, if any, into *c.  Runs
+ * inside the caller's transaction and SPI connection.
+ */
+static bool
+try_claim(SpClaim *c)
+{
+	Datum		arg = CStringGetTextDatum(worker_name);
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum		d;
+	MemoryContext old;
+
+	if (claim_plan == NULL)
+	{
+		Oid			types[1] = {TEXTOID};
+
+		claim_plan = SPI_prepare("SELECT run_id, job, command, role, tenant,"
+								 " timeout_ms, attempt"
+								 " FROM stellapack_internal.claim_sql($1)",
+								 1, types);
+		if (claim_plan == NULL)
+			elog(ERROR, "could not prepare claim: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(claim_plan);
+	}
+	if (SPI_execute_plan(claim_plan, &arg, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not claim a job");
+	if (SPI_processed == 0)
+		return false;
+
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	claim_clear(c);
+	memcpy(&c->run_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
+		   sizeof(pg_uuid_t));
+	strlcpy(c->job, SPI_getvalue(tup, desc, 2), SP_JOB_NAME_LEN);
+	strlcpy(c->role, SPI_getvalue(tup, desc, 4), NAMEDATALEN);
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	c->command = pstrdup(SPI_getvalue(tup, desc, 3));
+	c->tenant = pstrdup(SPI_getvalue(tup, desc, 5));
+	MemoryContextSwitchTo(old);
+	d = SPI_getbinval(tup, desc, 6, &isnull);
+	c->timeout_ms = isnull ? 0 : DatumGetInt64(d);
+	c->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
+	return true;
+}
+
+/*
+ * job_end records the outcome of the current job through
+ * stellapack_internal.job_end(), inside the caller's transaction.
+ */
+static void
+job_end(const char *outcome, const char *error, const char *sqlstate,
+		const char *result)
+{
+	Datum		args[6];
+	char		nulls[6] = "      ";
+
+	if (end_plan == NULL)
+	{
+		Oid			types[6] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+		TEXTOID};
+
+		end_plan = SPI_prepare("SELECT stellapack_internal.job_end($1, $2, $3,"
+							   " $4, $5, $6::jsonb)", 6, types);
+		if (end_plan == NULL)
+			elog(ERROR, "could not prepare job end: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(end_plan);
+	}
+	args[0] = UUIDPGetDatum(&current.run_id);
+	args[1] = CStringGetTextDatum(current.job);
+	args[2] = CStringGetTextDatum(outcome);
+	args[3] = error ? CStringGetTextDatum(error) : (Datum) 0;
+	args[4] = sqlstate ? CStringGetTextDatum(sqlstate) : (Datum) 0;
+	args[5] = result ? CStringGetTextDatum(result) : (Datum) 0;
+	nulls[3] = error ? ' ' : 'n';
+	nulls[4] = sqlstate ? ' ' : 'n';
+	nulls[5] = result ? ' ' : 'n';
+	if (SPI_execute_plan(end_plan, args, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not record the end of job \"%s\"", current.job);
+}
+
+/*
+ * set_slot publishes what this executor does, for cancels and for the
+ * workers view.
+ */
+static void
+set_slot(SpSlotState state)
+{
+	SpSlot	   *slot = &sp_shared->slots[my_slot];
+
+	SpinLockAcquire(&sp_shared->mutex);
+	slot->state = state;
+	slot->since = GetCurrentTimestamp();
+	if (state == SP_SLOT_RUNNING)
+	{
+		slot->run_id = current.run_id;
+		strlcpy(slot->job, current.job, SP_JOB_NAME_LEN);
+		slot->cancel = false;
+		slot->idle = false;
+	}
+	else
+	{
+		memset(&slot->run_id, 0, sizeof(pg_uuid_t));
+		slot->job[0] = '\0';
+		slot->idle = (state == SP_SLOT_IDLE);
+	}
+	SpinLockRelease(&sp_shared->mutex);
+}
+
+/*
+ * reset_session undoes what a job may have left in the session besides
+ * settings (which the GUC nest level undoes): prepared statements,
+ * cursors, temporary tables, LISTENs, cached sequence values.  Runs as
+ * the executor's own role, inside the job's transaction.
+ */
+static void
+reset_session(void)
+{
+	Oid			temp_ns;
+	Oid			temp_toast_ns;
+
+	DropAllPreparedStatements();
+	Async_UnlistenAll();
+	ResetSequenceCaches();
+	GetTempNamespaceState(&temp_ns, &temp_toast_ns);
+	if (OidIsValid(temp_ns))
+		ResetTempTableNamespace();
+}
+
+/*
+ * run_sql runs the job's command as the run's role, with the job's
+ * timeout armed, and returns the number of rows the last statement
+ * processed.  Settings changed by the job are undone before it returns;
+ * the caller's SPI connection is used.
+ */
+static uint64
+run_sql(void)
+{
+	Oid			role;
+	Oid			save_uid;
+	int			save_ctx;
+	int			nest;
+	int			ret;
+	uint64		processed;
+
+	role = get_role_oid(current.role, true);
+	if (!OidIsValid(role))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role \"%s\" of the run does not exist",
+						current.role)));
+
+	GetUserIdAndSecContext(&save_uid, &save_ctx);
+	nest = NewGUCNestLevel();
+	SetUserIdAndSecContext(role, save_ctx | SECURITY_LOCAL_USERID_CHANGE);
+	sp_job_role = role;
+	(void) set_config_option("stellapack.tenant", current.tenant,
+							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	(void) set_config_option("search_path", "\"$user\", public",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+
+	pgstat_report_activity(STATE_RUNNING, current.command);
+	if (current.timeout_ms > 0)
+		enable_timeout_after(STATEMENT_TIMEOUT,
+							 (int) Min(current.timeout_ms, INT_MAX));
+	ret = SPI_execute(current.command, false, 0);
+	disable_timeout(STATEMENT_TIMEOUT, false);
+	if (ret == SPI_ERROR_TRANSACTION)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("a job cannot commit or roll back its transaction"),
+				 errdetail("Each job runs in a transaction of its own.")));
+	if (ret < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not run job \"%s\": %s", current.job,
+						SPI_result_code_string(ret))));
+	processed = SPI_processed;
+
+	AtEOXact_GUC(false, nest);
+	SetUserIdAndSecContext(save_uid, save_ctx);
+	sp_job_role = InvalidOid;
+	return processed;
+}
+
+/*
+ * outcome_of names how a failed job ended: canceled when a cancel asked
+ * for it, timed_out when its timeout fired, failed otherwise.
+ */
+static const char *
+outcome_of(ErrorData *edata, TimestampTz started)
+{
+	bool		cancel;
+
+	SpinLockAcquire(&sp_shared->mutex);
+	cancel = sp_shared->slots[my_slot].cancel;
+	SpinLockRelease(&sp_shared->mutex);
+	if (edata->sqlerrcode != ERRCODE_QUERY_CANCELED)
+		return cancel ? "canceled" : "failed";
+	if (cancel)
+		return "canceled";
+	if (current.timeout_ms > 0 &&
+		TimestampDifferenceExceeds(started, GetCurrentTimestamp(),
+								   (int) Min(current.timeout_ms - 1, INT_MAX)))
+		return "timed_out";
+	return "failed";
+}
+
+/*
+ * run_job runs the job in "current" and records its outcome; when it can,
+ * it claims the next job into *next in the same transaction and returns
+ * true.
+ */
+static bool
+run_job(SpClaim *next)
+{
+	volatile bool claimed = false;
+	TimestampTz started = GetCurrentTimestamp();
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ErrorData  *edata = NULL;
+
+	MemoryContextReset(JobContext);
+	deferred_lines = NIL;
+	context_sent = false;
+	sent_this_job = 0;
+	set_slot(SP_SLOT_RUNNING);
+	QueryCancelPending = false;
+
+	PG_TRY();
+	{
+		uint64		processed;
+		char		result[64];
+		ListCell   *lc;
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PortalHashTableDeleteAll();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+
+		in_job = true;
+		processed = run_sql();
+		in_job = false;
+		pgstat_report_activity(STATE_RUNNING, "stellapack: job bookkeeping");
+
+		relay_sync();
+		if (deferred_lines != NIL)
+		{
+			SpLogLine  *lines = palloc(sizeof(SpLogLine) *
+									   list_length(deferred_lines));
+			int			i = 0;
+
+			foreach(lc, deferred_lines)
+				lines[i++] = *(SpLogLine *) lfirst(lc);
+			sp_log_store(&current.run_id, lines, i);
+		}
+		reset_session();
+		snprintf(result, sizeof(result), "{\"rows\": " UINT64_FORMAT "}",
+				 processed);
+		job_end("succeeded", NULL, NULL, result);
+		claimed = try_claim(next);
+
+		PopActiveSnapshot();
+		SPI_finish();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(JobContext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		in_job = false;
+		sp_job_role = InvalidOid;
+		disable_timeout(STATEMENT_TIMEOUT, false);
+		QueryCancelPending = false;
+		AbortCurrentTransaction();
+		claimed = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+
+	if (edata != NULL)
+	{
+		const char *outcome = outcome_of(edata, started);
+		char	   *error = edata->message;
+
+		if (strcmp(outcome, "timed_out") == 0)
+			error = psprintf("the job ran longer than its timeout of "
+							 INT64_FORMAT " ms", current.timeout_ms);
+		else if (strcmp(outcome, "canceled") == 0)
+			error = "the run was canceled";
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		relay_sync();
+		reset_session();
+		job_end(outcome, error, unpack_sql_state(edata->sqlerrcode), NULL);
+		claimed = try_claim(next);
+		PopActiveSnapshot();
+		SPI_finish();
+		CommitTransactionCommand();
+	}
+
+	/* session state outside transactions: advisory locks, cursors */
+	LockReleaseAll(USER_LOCKMETHOD, true);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	pgstat_report_stat(false);
+	return claimed;
+}
+
+static void
+executor_detach(int code, Datum arg)
+{
+	SpSlot	   *slot;
+
+	if (my_slot < 0 || sp_shared == NULL)
+		return;
+	slot = &sp_shared->slots[my_slot];
+	SpinLockAcquire(&sp_shared->mutex);
+	if (slot->pid == MyProcPid)
+	{
+		slot->pid = 0;
+		slot->proc = NULL;
+		slot->idle = false;
+		slot->state = SP_SLOT_FREE;
+	}
+	SpinLockRelease(&sp_shared->mutex);
+}
+
+/*
+ * sp_executor_main is the entry point of an executor.  Its argument is
+ * its slot; the database and the relay queue's handle come in bgw_extra.
+ * It loops: claim a job (or sleep until woken), run it, and go on with
+ * the job it claimed at the end of the previous one.
+ */
+void
+sp_executor_main(Datum arg)
+{
+	Oid			dboid;
+	dsm_handle	handle;
+	dsm_segment *seg;
+	shm_mq	   *mq;
+	SpClaim		next;
+	bool		have_next = false;
+
+	my_slot = DatumGetInt32(arg);
+	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
+	memcpy(&handle, MyBgworkerEntry->bgw_extra + sizeof(Oid),
+		   sizeof(dsm_handle));
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	SpinLockAcquire(&sp_shared->mutex);
+	sp_shared->slots[my_slot].pid = MyProcPid;
+	sp_shared->slots[my_slot].proc = MyProc;
+	sp_shared->slots[my_slot].state = SP_SLOT_STARTING;
+	SpinLockRelease(&sp_shared->mutex);
+	before_shmem_exit(executor_detach, (Datum) 0);
+
+	/* lines raised by jobs go to the relay */
+	seg = dsm_attach(handle);
+	if (seg == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("could not attach to the relay's queue")));
+	mq = dsm_segment_address(seg);
+	shm_mq_set_sender(mq, MyProc);
+	relay_mqh = shm_mq_attach(mq, seg, NULL);
+	pq_redirect_to_shm_mq(seg, relay_mqh);
+	relay_methods = PqCommMethods;
+	counting_methods = *relay_methods;
+	counting_methods.putmessage = counting_putmessage;
+	counting_methods.putmessage_noblock = counting_putmessage_noblock;
+	PqCommMethods = &counting_methods;
+
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	snprintf(worker_name, sizeof(worker_name), "executor %d (pid %d)",
+			 my_slot + 1, MyProcPid);
+	pgstat_report_appname("stellapack executor");
+	JobContext = AllocSetContextCreate(TopMemoryContext, "stellapack job",
+									   ALLOCSET_DEFAULT_SIZES);
+	memset(&current, 0, sizeof(current));
+	memset(&next, 0, sizeof(next));
+	set_slot(SP_SLOT_IDLE);
+
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+
+		if (!have_next)
+		{
+			bool		exists;
+
+			/* announce idleness before looking, so no wake-up is lost */
+			ResetLatch(MyLatch);
+			set_slot(SP_SLOT_IDLE);
+
+			SetCurrentStatementStartTimestamp();
+			StartTransactionCommand();
+			SPI_connect();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			exists = sp_extension_exists();
+			if (exists)
+				have_next = try_claim(&next);
+			PopActiveSnapshot();
+			SPI_finish();
+			CommitTransactionCommand();
+			pgstat_report_activity(STATE_IDLE, NULL);
+
+			if (!have_next)
+			{
+				pgstat_report_stat(false);
+				(void) WaitLatch(MyLatch,
+								 WL_LATCH_SET | WL_TIMEOUT |
+								 WL_EXIT_ON_PM_DEATH,
+								 exists ? 1000 : 5000, PG_WAIT_EXTENSION);
+				continue;
+			}
+		}
+
+		/* the claimed job becomes the current one */
+		claim_clear(&current);
+		current = next;
+		memset(&next, 0, sizeof(next));
+		have_next = run_job(&next);
+	}
+}

@@ -1,0 +1,104 @@
+/*-------------------------------------------------------------------------
+ *
+ * stellapack.h
+ *	  What the parts of the extension share: settings, the shared-memory
+ *	  state of the launcher and its executors, and the entry points each
+ *	  part exports to the others.
+ *
+ * The manifest module (manifest.h) is not here: it is plain C with no
+ * server headers.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STELLAPACK_H
+#define STELLAPACK_H
+
+#include "datatype/timestamp.h"
+#include "storage/dsm.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/spin.h"
+#include "utils/uuid.h"
+
+/* settings */
+extern char *sp_database;
+extern int	sp_max_workers;
+extern char *sp_tenant;
+
+#define SP_JOB_NAME_LEN		64
+#define SP_MAX_WAITERS		256
+#define SP_MQ_SIZE			(64 * 1024)
+
+/* message types an executor sends its relay, besides 'N' and 'E' */
+#define SP_MSG_CONTEXT		'C'		/* run id + job name: lines that follow */
+#define SP_MSG_LOG			'L'		/* an explicit stellapack.log() line */
+#define SP_MSG_SYNC			'Z'		/* ack once everything before is stored */
+
+typedef enum SpSlotState
+{
+	SP_SLOT_FREE = 0,
+	SP_SLOT_STARTING,
+	SP_SLOT_IDLE,
+	SP_SLOT_RUNNING
+} SpSlotState;
+
+/*
+ * One executor of the pool.  Written by the executor itself except where
+ * noted; read by anyone under the mutex.
+ */
+typedef struct SpSlot
+{
+	SpSlotState state;
+	pid_t		pid;
+	PGPROC	   *proc;			/* whose latch wakes it */
+	bool		idle;			/* waiting for work (a wake clears it) */
+	dsm_handle	mq_handle;		/* set by the launcher */
+	pg_uuid_t	run_id;			/* what it runs, when RUNNING */
+	char		job[SP_JOB_NAME_LEN];
+	TimestampTz since;
+	bool		cancel;			/* set by a canceling backend */
+	uint64		sync_ack;		/* set by the relay */
+} SpSlot;
+
+typedef struct SpShared
+{
+	slock_t		mutex;
+	PGPROC	   *launcher;		/* relay and timers */
+	pid_t		launcher_pid;
+	bool		tick_requested; /* a commit changed the launcher's timers */
+	int			nslots;
+	PGPROC	   *waiters[SP_MAX_WAITERS];	/* in pack_run_wait() */
+	SpSlot		slots[FLEXIBLE_ARRAY_MEMBER];
+} SpShared;
+
+extern SpShared *sp_shared;
+
+/* stellapack.c */
+extern void sp_wake_executors(int n);
+extern bool sp_extension_exists(void);
+
+/* executor.c */
+extern PGDLLEXPORT void sp_executor_main(Datum arg);
+extern Oid	sp_job_role;
+extern bool sp_in_job(pg_uuid_t *run_id, const char **job);
+extern void sp_executor_send(char msgtype, const char *data, Size len);
+extern void sp_defer_log(const char *message, const char *data_json);
+
+/* launcher.c */
+extern PGDLLEXPORT void sp_supervisor_main(Datum arg);
+extern PGDLLEXPORT void sp_launcher_main(Datum arg);
+
+/* stream.c */
+typedef struct SpLogLine
+{
+	const char *job;			/* NULL for run-level lines */
+	const char *level;
+	const char *stream;
+	const char *message;
+	const char *data;			/* JSON text or NULL */
+} SpLogLine;
+
+extern int64 sp_log_store(pg_uuid_t *run_id, SpLogLine *lines, int n);
+extern bool sp_valid_level(const char *level);
+
+#endif							/* STELLAPACK_H */

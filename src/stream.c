@@ -1,0 +1,336 @@
+/*-------------------------------------------------------------------------
+ *
+ * stream.c
+ *	  Storing run log lines and announcing them: every writer of a run's
+ *	  log (the relay for lines raised inside SQL jobs, the engine for
+ *	  system lines, external runners through the API) goes through
+ *	  sp_log_store(), which gives out gap-free sequence numbers under the
+ *	  run_seq row lock, inserts the lines and queues one NOTIFY per line
+ *	  on the run's channel, delivered when the transaction commits.
+ *
+ * Because the row lock is held until commit, sequence order is commit
+ * order: a reader that has seen line N and asks for what follows misses
+ * nothing.  Payloads are compact JSON kept under the 8000-byte limit.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+
+#include "stellapack.h"
+
+#define SP_NOTIFY_LIMIT		7999	/* NOTIFY payloads must stay below 8000 */
+
+static SPIPlanPtr seq_plan = NULL;
+static SPIPlanPtr insert_plan = NULL;
+
+static const char *const sp_levels[] = {
+	"debug", "info", "notice", "warning", "error", NULL
+};
+
+/*
+ * sp_valid_level tells whether a log level is one the log knows.
+ */
+bool
+sp_valid_level(const char *level)
+{
+	int			i;
+
+	for (i = 0; sp_levels[i] != NULL; i++)
+		if (strcmp(level, sp_levels[i]) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * sp_run_channel writes the name of a run's LISTEN channel into buf
+ * (at least 48 bytes): "stellapack_run_" and the id's 32 hex digits.
+ */
+static void
+sp_run_channel(pg_uuid_t *run_id, char *buf)
+{
+	static const char hex[] = "0123456789abcdef";
+	int			i;
+
+	memcpy(buf, "stellapack_run_", 15);
+	for (i = 0; i < UUID_LEN; i++)
+	{
+		buf[15 + 2 * i] = hex[run_id->data[i] >> 4];
+		buf[15 + 2 * i + 1] = hex[run_id->data[i] & 0x0f];
+	}
+	buf[15 + 2 * UUID_LEN] = '\0';
+}
+
+/*
+ * sp_notify_payload builds the compact JSON announcing one line.  The
+ * message is cut on a character boundary, and the data left out, when the
+ * whole would not fit; "truncated" then tells the reader to fetch the line
+ * from the table.
+ */
+static char *
+sp_notify_payload(const char *run_text, int64 seq, const char *ts_text,
+				  SpLogLine *line)
+{
+	StringInfoData head;
+	StringInfoData msg;
+	StringInfoData out;
+	int			msglen = strlen(line->message);
+	int			cut = msglen;
+	bool		truncated = false;
+	int			room;
+
+	initStringInfo(&head);
+	appendStringInfo(&head, "{\"run\":\"%s\",\"seq\":" INT64_FORMAT
+					 ",\"ts\":\"%s\",\"job\":", run_text, seq, ts_text);
+	if (line->job)
+		escape_json(&head, line->job);
+	else
+		appendStringInfoString(&head, "null");
+	appendStringInfoString(&head, ",\"level\":");
+	escape_json(&head, line->level);
+	appendStringInfoString(&head, ",\"stream\":");
+	escape_json(&head, line->stream);
+	appendStringInfoString(&head, ",\"message\":");
+
+	/* room for the message, keeping space for the flag and the brace */
+	room = SP_NOTIFY_LIMIT - head.len - (int) strlen(",\"truncated\":true}");
+	initStringInfo(&msg);
+	for (;;)
+	{
+		char	   *part = pnstrdup(line->message, cut);
+
+		resetStringInfo(&msg);
+		escape_json(&msg, part);
+		pfree(part);
+		if (msg.len <= room || cut == 0)
+			break;
+		/* escaping can only grow the text: shrink by the overshoot */
+		truncated = true;
+		cut = pg_mbcliplen(line->message, cut,
+						   Max(0, cut - (msg.len - room) - 1));
+	}
+	if (cut < msglen)
+		truncated = true;
+
+	initStringInfo(&out);
+	appendBinaryStringInfo(&out, head.data, head.len);
+	appendBinaryStringInfo(&out, msg.data, msg.len);
+	if (line->data != NULL)
+	{
+		int			datalen = strlen(line->data);
+
+		if (!truncated && out.len + 8 + datalen + 1 <= SP_NOTIFY_LIMIT)
+			appendStringInfo(&out, ",\"data\":%s", line->data);
+		else
+			truncated = true;
+	}
+	if (truncated)
+		appendStringInfoString(&out, ",\"truncated\":true");
+	appendStringInfoChar(&out, '}');
+	pfree(head.data);
+	pfree(msg.data);
+	return out.data;
+}
+
+/*
+ * sp_text_array makes a text[] of one field of the lines (0 job, 1 level,
+ * 2 stream, 3 message, 4 data), NULLs kept.
+ */
+static Datum
+sp_text_array(SpLogLine *lines, int n, int field)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * n);
+	bool	   *nulls = palloc(sizeof(bool) * n);
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		const char *s = field == 0 ? lines[i].job :
+			field == 1 ? lines[i].level :
+			field == 2 ? lines[i].stream :
+			field == 3 ? lines[i].message : lines[i].data;
+
+		nulls[i] = (s == NULL);
+		elems[i] = s ? CStringGetTextDatum(s) : (Datum) 0;
+	}
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
+											  TEXTOID, -1, false,
+											  TYPALIGN_INT));
+}
+
+/*
+ * sp_log_store appends n lines to a run's log and queues their
+ * notifications; returns the last sequence number given out.  The caller
+ * must be inside a transaction; the lines become visible, and the
+ * notifications are sent, when it commits.
+ */
+int64
+sp_log_store(pg_uuid_t *run_id, SpLogLine *lines, int n)
+{
+	Datum		args[9];
+	int64		last;
+	char	   *tenant;
+	bool		isnull;
+	TimestampTz now = GetCurrentTimestamp();
+	char		channel[64];
+	char		run_text[40];
+	char		ts_text[MAXDATELEN + 1];
+	int			i;
+
+	if (n <= 0)
+		return 0;
+
+	SPI_connect();
+	if (seq_plan == NULL)
+	{
+		Oid			stypes[2] = {UUIDOID, INT8OID};
+		Oid			itypes[9] = {UUIDOID, INT8OID, TIMESTAMPTZOID, TEXTOID,
+		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+		SPIPlanPtr	p1;
+		SPIPlanPtr	p2;
+
+		p1 = SPI_prepare("UPDATE stellapack_internal.run_seq"
+						 "   SET last_seq = last_seq + $2"
+						 " WHERE run_id = $1 RETURNING last_seq, tenant",
+						 2, stypes);
+		p2 = SPI_prepare("INSERT INTO stellapack_internal.log"
+						 " (run_id, seq, ts, tenant, job, level, stream,"
+						 "  message, data)"
+						 " SELECT $1, $2 + u.o, $3, $4, u.job, u.level,"
+						 "        u.stream, u.message, u.data::jsonb"
+						 "   FROM unnest($5, $6, $7, $8, $9) WITH ORDINALITY"
+						 "     AS u(job, level, stream, message, data, o)",
+						 9, itypes);
+		if (p1 == NULL || p2 == NULL)
+			elog(ERROR, "could not prepare log statements: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(p1);
+		SPI_keepplan(p2);
+		seq_plan = p1;
+		insert_plan = p2;
+	}
+
+	args[0] = UUIDPGetDatum(run_id);
+	args[1] = Int64GetDatum(n);
+	if (SPI_execute_plan(seq_plan, args, NULL, false, 1) !=
+		SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not allocate log sequence numbers");
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("run \"%s\" does not exist",
+						DatumGetCString(DirectFunctionCall1(uuid_out,
+												UUIDPGetDatum(run_id))))));
+	last = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+	tenant = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+
+	args[0] = UUIDPGetDatum(run_id);
+	args[1] = Int64GetDatum(last - n);
+	args[2] = TimestampTzGetDatum(now);
+	args[3] = CStringGetTextDatum(tenant);
+	for (i = 0; i < 5; i++)
+		args[4 + i] = sp_text_array(lines, n, i);
+	if (SPI_execute_plan(insert_plan, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not store log lines");
+
+	/* one notification per line, sent at commit */
+	sp_run_channel(run_id, channel);
+	snprintf(run_text, sizeof(run_text), "%s",
+			 DatumGetCString(DirectFunctionCall1(uuid_out,
+												 UUIDPGetDatum(run_id))));
+	JsonEncodeDateTime(ts_text, TimestampTzGetDatum(now), TIMESTAMPTZOID,
+					   NULL);
+	for (i = 0; i < n; i++)
+	{
+		char	   *payload = sp_notify_payload(run_text, last - n + 1 + i,
+												ts_text, &lines[i]);
+
+		Async_Notify(channel, payload);
+		pfree(payload);
+	}
+
+	SPI_finish();
+	return last;
+}
+
+/*
+ * log_append(run_id, jobs, levels, streams, messages, data) is the SQL
+ * face of sp_log_store for the engine's own functions; arrays of the same
+ * length, one element per line.
+ */
+PG_FUNCTION_INFO_V1(sp_log_append);
+Datum
+sp_log_append(PG_FUNCTION_ARGS)
+{
+	Datum	   *d[5];
+	bool	   *isnull[5];
+	int			count[5];
+	SpLogLine  *lines;
+	int			n;
+	int			i;
+	int			k;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(4))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("run id and messages must not be null")));
+	for (k = 0; k < 5; k++)
+	{
+		if (PG_ARGISNULL(k + 1))
+		{
+			d[k] = NULL;
+			isnull[k] = NULL;
+			count[k] = -1;
+			continue;
+		}
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(k + 1),
+						  k == 4 ? JSONBOID : TEXTOID, -1, false,
+						  TYPALIGN_INT, &d[k], &isnull[k], &count[k]);
+	}
+	n = count[3];
+	for (k = 0; k < 5; k++)
+		if (count[k] >= 0 && count[k] != n)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("log arrays must all have the same length")));
+
+	lines = palloc0(sizeof(SpLogLine) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		SpLogLine  *l = &lines[i];
+
+		if (isnull[3][i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("log message must not be null")));
+		l->message = TextDatumGetCString(d[3][i]);
+		l->job = (count[0] >= 0 && !isnull[0][i]) ?
+			TextDatumGetCString(d[0][i]) : NULL;
+		l->level = (count[1] >= 0 && !isnull[1][i]) ?
+			TextDatumGetCString(d[1][i]) : "info";
+		l->stream = (count[2] >= 0 && !isnull[2][i]) ?
+			TextDatumGetCString(d[2][i]) : "system";
+		l->data = (count[4] >= 0 && !isnull[4][i]) ?
+			DatumGetCString(DirectFunctionCall1(jsonb_out, d[4][i])) : NULL;
+		if (!sp_valid_level(l->level))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid log level \"%s\"", l->level),
+					 errhint("Use debug, info, notice, warning or error.")));
+	}
+	PG_RETURN_INT64(sp_log_store(PG_GETARG_UUID_P(0), lines, n));
+}
