@@ -139,7 +139,8 @@ CREATE TABLE stellapack_internal.run (
 	unfinished		int NOT NULL,
 	dispatched_at	timestamptz NOT NULL DEFAULT now(),
 	cancel_requested bool NOT NULL DEFAULT false,
-	halted			bool NOT NULL DEFAULT false,
+	halted			bool NOT NULL DEFAULT false,	-- no job starts any more
+	fail_fast_hit	bool NOT NULL DEFAULT false,
 	FOREIGN KEY (tenant, pack, version)
 		REFERENCES stellapack_internal.pack_version
 );
@@ -669,11 +670,14 @@ DECLARE
 	n_all int;
 BEGIN
 	SELECT * INTO r FROM stellapack_internal.run WHERE id = p_run;
+	IF r.status NOT IN ('pending', 'running') THEN
+		RETURN;
+	END IF;
 	SELECT count(*) FILTER (WHERE status = 'succeeded'), count(*)
 	  INTO n_ok, n_all
 	  FROM stellapack_internal.job_run WHERE run_id = p_run;
 	s := CASE WHEN r.cancel_requested THEN 'canceled'
-			  WHEN r.halted THEN 'failed'
+			  WHEN r.fail_fast_hit THEN 'failed'
 			  WHEN n_ok = n_all THEN 'completed'
 			  WHEN n_ok = 0 THEN 'failed'
 			  ELSE 'partially_failed' END;
@@ -826,9 +830,10 @@ BEGIN
 		UPDATE stellapack_internal.run SET running = running - 1
 		 WHERE id = p_run;
 		PERFORM stellapack_internal.syslog(p_run, p_job, 'warning',
-			pg_catalog.format('job "%s" attempt %s %s after %s: %s; retrying in %s',
-							  p_job, j.attempt, p_outcome, took,
-							  coalesce(p_error, p_outcome), delay),
+			pg_catalog.format('job "%s" attempt %s %s after %s: %s; retrying in %s ms',
+							  p_job, j.attempt, replace(p_outcome, '_', ' '),
+							  took, coalesce(p_error, p_outcome),
+							  round(1000 * extract(epoch FROM delay))),
 			jsonb_build_object('event', 'job_retrying', 'attempt', j.attempt,
 							   'sqlstate', p_sqlstate,
 							   'retry_at', clock_timestamp() + delay));
@@ -871,7 +876,8 @@ BEGIN
 		END IF;
 
 		IF r.fail_fast AND NOT r.halted AND p_outcome <> 'canceled' THEN
-			UPDATE stellapack_internal.run SET halted = true WHERE id = p_run;
+			UPDATE stellapack_internal.run SET halted = true, fail_fast_hit = true
+			 WHERE id = p_run;
 			PERFORM stellapack_internal.jobs_close(p_run,
 				ARRAY(SELECT job FROM stellapack_internal.job_run
 					   WHERE run_id = p_run
@@ -882,6 +888,9 @@ BEGIN
 		PERFORM stellapack_internal.run_recount(p_run);
 	END IF;
 
+	IF r.deadline <= clock_timestamp() THEN
+		PERFORM stellapack_internal.run_timeout(p_run);
+	END IF;
 	IF (SELECT unfinished FROM stellapack_internal.run WHERE id = p_run) = 0
 	THEN
 		PERFORM stellapack_internal.run_finish(p_run);
@@ -912,6 +921,7 @@ BEGIN
 	SELECT * INTO r FROM stellapack_internal.run
 	 WHERE ready_sql > 0 AND running < max_parallel
 	   AND NOT cancel_requested AND NOT halted
+	   AND (deadline IS NULL OR deadline > clock_timestamp())
 	 ORDER BY dispatched_at
 	 LIMIT 1 FOR UPDATE SKIP LOCKED;
 	IF NOT FOUND THEN

@@ -60,7 +60,7 @@ B.main(async () => {
       unit: 'ms',
       values,
       better: 'lower',
-      note: `pg_cron ${version} (database ${cronDb || 'postgres'}): ${how}`,
+      note: `pg_cron extension version ${version} (database ${cronDb || 'postgres'}): ${how}`,
     });
   } finally {
     if (!had) await client.query('DROP EXTENSION IF EXISTS pg_cron').catch(() => {});

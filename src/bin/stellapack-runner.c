@@ -134,6 +134,7 @@ typedef struct Job
 	char	   *timeout_text;
 	OutStream	out[2];
 	char	   *fail_error;		/* invalid spec or failure to start */
+	char	   *outcome;		/* summary for --verbose */
 
 	/* killing */
 	KillReason	kill_reason;
@@ -222,6 +223,7 @@ static Job *jobs;
 static uint64_t next_generation = 1;
 static int64 next_claim_at;
 static bool notified_during_claim;
+static int64 claim_backoff_until;	/* after a failed claim */
 static int	stop_requests;
 static int	sigfd = -1;
 static char *queues_literal;
@@ -704,10 +706,9 @@ job_label(Job *job)
 {
 	static char buf[512];
 
-	snprintf(buf, sizeof(buf), "job \"%s\" (run %s, lease %s)",
+	snprintf(buf, sizeof(buf), "job \"%s\" (run %s)",
 			 job->name ? job->name : "?",
-			 job->run_id ? job->run_id : "?",
-			 job->lease_id ? job->lease_id : "?");
+			 job->run_id ? job->run_id : "?");
 	return buf;
 }
 
@@ -1050,7 +1051,7 @@ parse_spec(const char *text, JobSpec *spec)
 	memset(spec, 0, sizeof(*spec));
 	if (text == NULL)
 		return xstrdup("the job has no spec");
-	root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+	root = json_loads(text, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (root == NULL)
 		return xasprintf("spec is not valid JSON: %s", jerr.text);
 	if (!json_is_object(root))
@@ -1484,6 +1485,7 @@ free_job(Job *job)
 	free(job->attempt);
 	free(job->timeout_text);
 	free(job->fail_error);
+	free(job->outcome);
 	memset(job, 0, sizeof(*job));
 	job->out[0].fd = job->out[1].fd = -1;
 	if (stop_requests == 0)
@@ -1761,6 +1763,24 @@ is_connection_failure(const PGresult *res)
 }
 
 /*
+ * Returns the primary message of a failed result followed by its
+ * SQLSTATE, in a static buffer, for one-line diagnostics.
+ */
+static const char *
+result_error(const PGresult *res)
+{
+	static char buf[1024];
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	if (msg == NULL)
+		return PQresultErrorMessage(res);
+	snprintf(buf, sizeof(buf), "%s (SQLSTATE %s)", msg,
+			 state ? state : "?????");
+	return buf;
+}
+
+/*
  * Returns the SQLSTATE of a failed result, or "" if it has none.
  */
 static const char *
@@ -2014,10 +2034,12 @@ send_complete(int slot)
 			   "SELECT * FROM stellapack.job_complete(lease_id => $1, "
 			   "succeeded => $2, result => $3::jsonb, error => $4)",
 			   4, values);
-	if (verbose && inflight.kind == REQ_COMPLETE)
-		runner_log("%s: completing: %s%s%s%s", job_label(job),
-				   succeeded ? "succeeded" : "failed",
-				   error ? " (" : "", error ? error : "", error ? ")" : "");
+	if (inflight.kind == REQ_COMPLETE)
+	{
+		free(job->outcome);
+		job->outcome = error ? xasprintf("failed: %s", error) :
+			xstrdup("succeeded");
+	}
 	free(result_text);
 	free(error);
 }
@@ -2120,7 +2142,7 @@ handle_channels(PGresult *res)
 		runner_log("could not look up queue channels: %s; polling every "
 				   "%d s meanwhile",
 				   PQresultStatus(res) == PGRES_TUPLES_OK ?
-				   "wrong number of rows" : PQresultErrorMessage(res),
+				   "wrong number of rows" : result_error(res),
 				   CLAIM_POLL_MS / 1000);
 		listen_state = LISTEN_RETRY;
 		listen_retry_at = now_ms() + LISTEN_RETRY_MS;
@@ -2129,6 +2151,18 @@ handle_channels(PGresult *res)
 	channels = xcalloc(nqueues, sizeof(char *));
 	for (i = 0; i < nqueues; i++)
 		channels[i] = xstrdup(PQgetvalue(res, i, 0));
+}
+
+/*
+ * Returns one field of a result row, or NULL if the field is NULL or the
+ * column does not exist (col < 0).
+ */
+static const char *
+column_value(const PGresult *res, int row, int col)
+{
+	if (col < 0 || PQgetisnull(res, row, col))
+		return NULL;
+	return PQgetvalue(res, row, col);
 }
 
 /*
@@ -2160,9 +2194,6 @@ handle_claim(PGresult *res)
 		Job		   *job = NULL;
 		int			i;
 
-#define COLUMN(f) \
-	((f) >= 0 && !PQgetisnull(res, row, (f)) ? PQgetvalue(res, row, (f)) : NULL)
-
 		for (i = 0; i < max_jobs; i++)
 			if (!jobs[i].in_use)
 			{
@@ -2172,7 +2203,8 @@ handle_claim(PGresult *res)
 		if (job == NULL)
 		{
 			runner_log("job_claim() returned more jobs than asked for; "
-					   "lease %s will expire", COLUMN(f_lease));
+					   "lease %s will expire",
+					   column_value(res, row, f_lease));
 			continue;
 		}
 		memset(job, 0, sizeof(*job));
@@ -2181,17 +2213,16 @@ handle_claim(PGresult *res)
 		job->out[0].fd = job->out[1].fd = -1;
 		job->out[0].name = "stdout";
 		job->out[1].name = "stderr";
-		job->lease_id = xstrdup(COLUMN(f_lease));
-		job->job_run_id = xstrdup(COLUMN(f_jobrun));
-		job->run_id = xstrdup(COLUMN(f_run));
-		job->name = xstrdup(COLUMN(f_job));
-		job->attempt = xstrdup(COLUMN(f_attempt));
+		job->lease_id = xstrdup(column_value(res, row, f_lease));
+		job->job_run_id = xstrdup(column_value(res, row, f_jobrun));
+		job->run_id = xstrdup(column_value(res, row, f_run));
+		job->name = xstrdup(column_value(res, row, f_job));
+		job->attempt = xstrdup(column_value(res, row, f_attempt));
 		job->next_heartbeat = now + lease_ms / 3;
 		if (verbose)
-			runner_log("%s: claimed (attempt %s)", job_label(job),
-					   job->attempt ? job->attempt : "?");
-		start_job(job, COLUMN(f_spec));
-#undef COLUMN
+			runner_log("%s: claimed, attempt %s, lease %s", job_label(job),
+					   job->attempt ? job->attempt : "?", job->lease_id);
+		start_job(job, column_value(res, row, f_spec));
 	}
 
 	if (nrows < inflight.count && !notified_during_claim)
@@ -2214,7 +2245,7 @@ handle_result(PGresult *res)
 
 	if (!ok && is_connection_failure(res))
 	{
-		conn_lost("%s", PQresultErrorMessage(res));
+		conn_lost("%s", result_error(res));
 		return;
 	}
 	if (inflight.failed)
@@ -2239,7 +2270,7 @@ handle_result(PGresult *res)
 				inflight.failed = true;
 				runner_log("could not LISTEN for new jobs: %s; polling "
 						   "every %d s meanwhile",
-						   PQresultErrorMessage(res), CLAIM_POLL_MS / 1000);
+						   result_error(res), CLAIM_POLL_MS / 1000);
 			}
 			break;
 
@@ -2249,8 +2280,9 @@ handle_result(PGresult *res)
 			else
 			{
 				runner_log("could not claim jobs: %s",
-						   PQresultErrorMessage(res));
+						   result_error(res));
 				next_claim_at = now_ms() + CLAIM_POLL_MS;
+				claim_backoff_until = next_claim_at;
 			}
 			break;
 
@@ -2260,7 +2292,7 @@ handle_result(PGresult *res)
 			else if (strcmp(result_sqlstate(res), "57014") == 0)
 				abandon_job(job, KILL_CANCELED, NULL);
 			else
-				abandon_job(job, KILL_LEASE_LOST, PQresultErrorMessage(res));
+				abandon_job(job, KILL_LEASE_LOST, result_error(res));
 			break;
 
 		case REQ_LOG:
@@ -2270,12 +2302,12 @@ handle_result(PGresult *res)
 				abandon_job(job, KILL_CANCELED, NULL);
 			else if (strcmp(result_sqlstate(res), "55000") == 0 ||
 					 strcmp(result_sqlstate(res), "P0002") == 0)
-				abandon_job(job, KILL_LEASE_LOST, PQresultErrorMessage(res));
+				abandon_job(job, KILL_LEASE_LOST, result_error(res));
 			else
 			{
 				runner_log("%s: could not append %d line(s) of output, "
 						   "dropping them: %s", job_label(job),
-						   inflight.count, PQresultErrorMessage(res));
+						   inflight.count, result_error(res));
 				consume_log(job, inflight.count);
 			}
 			break;
@@ -2284,19 +2316,20 @@ handle_result(PGresult *res)
 			if (ok)
 			{
 				if (verbose)
-					runner_log("%s: completed", job_label(job));
+					runner_log("%s: completed, %s", job_label(job),
+							   job->outcome);
 				free_job(job);
 			}
 			else if (strncmp(result_sqlstate(res), "40", 2) == 0)
 			{
 				runner_log("%s: could not complete, will retry: %s",
-						   job_label(job), PQresultErrorMessage(res));
+						   job_label(job), result_error(res));
 				job->retry_at = now_ms() + RETRY_DELAY_MS;
 			}
 			else
 			{
 				runner_log("%s: completion refused: %s", job_label(job),
-						   PQresultErrorMessage(res));
+						   result_error(res));
 				free_job(job);
 			}
 			break;
@@ -2386,7 +2419,9 @@ service_connection(short revents)
 	}
 	if (notified && stop_requests == 0)
 	{
-		next_claim_at = now_ms();
+		int64		now = now_ms();
+
+		next_claim_at = now > claim_backoff_until ? now : claim_backoff_until;
 		if (inflight.kind == REQ_CLAIM)
 			notified_during_claim = true;
 	}
@@ -2568,7 +2603,8 @@ parse_options(int argc, char **argv)
 				errno = 0;
 				n = strtol(optarg, &end, 10);
 				if (!errno && *end == '\0' && end != optarg)
-					lease_ms = n > 0 && n <= 86400 * 365 ? (int64) n * 1000 : 0;
+					lease_ms = (n > 0 && n <= 86400 * 365) ?
+						(int64) n * 1000 : 0;
 				else if ((why = parse_duration(optarg, &lease_ms)) != NULL)
 				{
 					fprintf(stderr, RUNNER_NAME ": --lease %s\n", why);

@@ -64,8 +64,10 @@ fuzz_printable(const char *s, size_t max)
 static void
 fuzz_check_error(const ManifestError *err)
 {
-	if (err->kind != MANIFEST_ERR_SYNTAX && err->kind != MANIFEST_ERR_INVALID &&
-		err->kind != MANIFEST_ERR_TOO_LARGE && err->kind != MANIFEST_ERR_NOMEM)
+	if (err->kind != MANIFEST_ERR_SYNTAX &&
+		err->kind != MANIFEST_ERR_INVALID &&
+		err->kind != MANIFEST_ERR_TOO_LARGE &&
+		err->kind != MANIFEST_ERR_NOMEM)
 		fuzz_fail("error kind");
 	if (err->message[0] == '\0')
 		fuzz_fail("empty message");

@@ -289,8 +289,10 @@ test_sha256(void)
 		const char *hex;
 	}			vectors[] =
 	{
-		{"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
-		{"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+		{"",
+		 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+		{"abc",
+		 "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
 		{"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
 		"248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
 		{"abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmno"
@@ -304,14 +306,22 @@ test_sha256(void)
 		const char *hex;
 	}			runs[] =
 	{
-		{55, "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318"},
-		{56, "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a"},
-		{63, "7d3e74a05d7db15bce4ad9ec0658ea98e3f06eeecf16b4c6fff2da457ddc2f34"},
-		{64, "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb"},
-		{65, "635361c48bb9eab14198e76ea8ab7f1a41685d6ad62aa9146d301d4f17eb0ae0"},
-		{119, "31eba51c313a5c08226adf18d4a359cfdfd8d2e816b13f4af952f7ea6584dcfb"},
-		{120, "2f3d335432c70b580af0e8e1b3674a7c020d683aa5f73aaaedfdc55af904c21c"},
-		{1000000, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"},
+		{55,
+		 "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318"},
+		{56,
+		 "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a"},
+		{63,
+		 "7d3e74a05d7db15bce4ad9ec0658ea98e3f06eeecf16b4c6fff2da457ddc2f34"},
+		{64,
+		 "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb"},
+		{65,
+		 "635361c48bb9eab14198e76ea8ab7f1a41685d6ad62aa9146d301d4f17eb0ae0"},
+		{119,
+		 "31eba51c313a5c08226adf18d4a359cfdfd8d2e816b13f4af952f7ea6584dcfb"},
+		{120,
+		 "2f3d335432c70b580af0e8e1b3674a7c020d683aa5f73aaaedfdc55af904c21c"},
+		{1000000,
+		 "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"},
 	};
 	const char *pattern_hex =
 		"172c15dc2e12b50e523d8e657cbe7fbb11c1053252bbf1e1431077d57d8128fd";
@@ -605,11 +615,13 @@ test_golden(void)
 {
 	const char *expect =
 		"{\"description\":\"nightly load\",\"fail_fast\":true,\"jobs\":["
-		"{\"command\":\"SELECT report()\",\"kind\":\"sql\",\"name\":\"report\","
-		"\"needs\":[\"load\",\"fetch\"],\"retries\":2,\"retry_delay\":\"1m30s\","
+		"{\"command\":\"SELECT report()\",\"kind\":\"sql\","
+		"\"name\":\"report\",\"needs\":[\"load\",\"fetch\"],\"retries\":2,"
+		"\"retry_delay\":\"1m30s\","
 		"\"timeout\":null},"
 		"{\"command\":\"SELECT fetch()\",\"kind\":\"sql\",\"name\":\"fetch\","
-		"\"needs\":[],\"retries\":0,\"retry_delay\":\"1s\",\"timeout\":\"30s\"},"
+		"\"needs\":[],\"retries\":0,\"retry_delay\":\"1s\","
+		"\"timeout\":\"30s\"},"
 		"{\"kind\":\"external\",\"name\":\"load\",\"needs\":[\"fetch\"],"
 		"\"queue\":\"default\",\"retries\":0,\"retry_delay\":\"1s\","
 		"\"spec\":{\"command\":[\"loader\",\"--fast\"],\"ratio\":0.1},"
@@ -698,7 +710,8 @@ test_same_digest(void)
 		"{'needs':['a'],'spec':{'q':[2,3],'p':1},'queue':'q','name':'b',"
 		"'kind':'external'}]}",
 		/* other white space */
-		"\n\t{ 'jobs' : [ { 'name' : 'a' ,\r\n 'command' : 'x' , 'needs' : [ ] "
+		"\n\t{ 'jobs' : [ { 'name' : 'a' ,\r\n 'command' : 'x' , "
+		"'needs' : [ ] "
 		"} , { 'name':'b', 'kind':'external', 'queue':'q', 'spec':{ 'p' : 1 , "
 		"'q' : [ 2 , 3 ] }, 'needs':[ 'a' ] } ] , 'max_parallel' : 2 }  \n",
 		/* defaults spelled out */
@@ -748,7 +761,8 @@ test_same_digest(void)
 	check(strcmp(base, other) == 0, "same digest for \"90s\" and 90");
 
 	/* the same string written with and without escapes */
-	digest_q("{'description':'\\u00e9\\/','jobs':[{'name':'a','command':'x'}]}",
+	digest_q("{'description':'\\u00e9\\/',"
+			 "'jobs':[{'name':'a','command':'x'}]}",
 			 base, sizeof(base));
 	digest_q("{'description':'\xc3\xa9/','jobs':[{'name':'a','command':'x'}]}",
 			 other, sizeof(other));
@@ -965,7 +979,8 @@ test_topo_order(void)
 	int			i;
 	bool		ok;
 
-	m = parse_q("{'jobs':[{'name':'d','command':'x'},{'name':'c','command':'x'},"
+	m = parse_q("{'jobs':[{'name':'d','command':'x'},"
+				"{'name':'c','command':'x'},"
 				"{'name':'b','command':'x'},{'name':'a','command':'x'}]}",
 				&err);
 	ok = m != NULL;
@@ -1182,7 +1197,8 @@ test_errors(void)
 		{"{'jobs':[{'name':'a','command':'x','timeout':''}]}",
 			MANIFEST_ERR_INVALID, "invalid duration \"\" for key "
 			"\"timeout\" in job \"a\"", 0, 0, NULL},
-		{"{'jobs':[{'name':'a','command':'x','timeout':'99999999999999999999s'}]}",
+		{"{'jobs':[{'name':'a','command':'x',"
+			"'timeout':'99999999999999999999s'}]}",
 			MANIFEST_ERR_INVALID, "invalid duration \"99999999999999999999s\" "
 			"for key \"timeout\" in job \"a\"", 0, 0, NULL},
 		{"{'jobs':[{'name':'a','command':'x','timeout':-1}]}",
@@ -1198,7 +1214,8 @@ test_errors(void)
 			MANIFEST_ERR_INVALID, "invalid duration \"8d\" for key "
 			"\"timeout\" in job \"a\"", 0, 0, NULL},
 		{"{'jobs':[{'name':'a','command':'x','timeout':1.5}]}",
-			MANIFEST_ERR_INVALID, "invalid value for \"timeout\" in job \"a\": "
+			MANIFEST_ERR_INVALID,
+			"invalid value for \"timeout\" in job \"a\": "
 			"must be a duration string, an integer number of seconds or null",
 			0, 0, NULL},
 		{"{'jobs':[{'name':'a','command':'x','retry_delay':'1d1s'}]}",
@@ -1210,19 +1227,24 @@ test_errors(void)
 			"\"a\": must be a duration string, an integer number of seconds",
 			0, 0, NULL},
 		{"{'jobs':[{'name':'a','command':'x','retries':1.0}]}",
-			MANIFEST_ERR_INVALID, "invalid value for \"retries\" in job \"a\": "
+			MANIFEST_ERR_INVALID,
+			"invalid value for \"retries\" in job \"a\": "
 			"must be an integer from 0 to 100", 0, 0, NULL},
 		{"{'jobs':[{'name':'a','command':'x','retries':'1'}]}",
-			MANIFEST_ERR_INVALID, "invalid value for \"retries\" in job \"a\": "
+			MANIFEST_ERR_INVALID,
+			"invalid value for \"retries\" in job \"a\": "
 			"must be an integer from 0 to 100", 0, 0, NULL},
 		{"{'jobs':[{'name':'a','command':'x','retries':101}]}",
-			MANIFEST_ERR_INVALID, "invalid value for \"retries\" in job \"a\": "
+			MANIFEST_ERR_INVALID,
+			"invalid value for \"retries\" in job \"a\": "
 			"must be an integer from 0 to 100", 0, 0, NULL},
 		{"{'jobs':[{'name':'a','command':'x','retries':-1}]}",
-			MANIFEST_ERR_INVALID, "invalid value for \"retries\" in job \"a\": "
+			MANIFEST_ERR_INVALID,
+			"invalid value for \"retries\" in job \"a\": "
 			"must be an integer from 0 to 100", 0, 0, NULL},
 		{"{'jobs':[{'name':'a','command':'x','retries':true}]}",
-			MANIFEST_ERR_INVALID, "invalid value for \"retries\" in job \"a\": "
+			MANIFEST_ERR_INVALID,
+			"invalid value for \"retries\" in job \"a\": "
 			"must be an integer from 0 to 100", 0, 0, NULL},
 
 		/* cycles */
@@ -1309,7 +1331,8 @@ test_error_edges(void)
 
 	/* text need not be NUL-terminated: only len bytes are read */
 	{
-		const char *t = "{\"jobs\":[{\"name\":\"a\",\"command\":\"x\"}]}garbage";
+		const char *t =
+		"{\"jobs\":[{\"name\":\"a\",\"command\":\"x\"}]}garbage";
 
 		m = manifest_parse(t, strlen(t) - 7, &err);
 		check(m != NULL, "only len bytes of the text are parsed");
@@ -1568,7 +1591,8 @@ test_hostile(void)
 	/* a huge needs array is refused before it is looked at */
 	s.data = NULL;
 	s.len = s.cap = 0;
-	str_add(&s, "{\"jobs\":[{\"name\":\"a\",\"command\":\"x\"},{\"name\":\"b\","
+	str_add(&s, "{\"jobs\":[{\"name\":\"a\",\"command\":\"x\"},"
+			"{\"name\":\"b\","
 			"\"command\":\"x\",\"needs\":[");
 	for (i = 0; i < 150000; i++)
 		str_add(&s, "%s\"a\"", i > 0 ? "," : "");
@@ -1587,7 +1611,8 @@ test_hostile(void)
 	/* 999 needs that are all the same name: duplicate found at once */
 	s.data = NULL;
 	s.len = s.cap = 0;
-	str_add(&s, "{\"jobs\":[{\"name\":\"a\",\"command\":\"x\"},{\"name\":\"b\","
+	str_add(&s, "{\"jobs\":[{\"name\":\"a\",\"command\":\"x\"},"
+			"{\"name\":\"b\","
 			"\"command\":\"x\",\"needs\":[");
 	for (i = 0; i < 999; i++)
 		str_add(&s, "%s\"a\"", i > 0 ? "," : "");
