@@ -121,6 +121,7 @@ sp_cluster_start() {
 		-t 60 start >/dev/null || { cat "$dir/server.log" >&2; return 1; }
 	export PGHOST=$dir PGPORT=$port PGUSER=postgres
 	SP_CLUSTER=$dir
+	export SP_CLUSTER
 }
 
 # sp_cluster_stop DIR: stop the cluster started in DIR, fast.

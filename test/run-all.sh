@@ -111,7 +111,7 @@ fi
 
 if want e2e; then
 	sp_log "end-to-end tests"
-	prove -v -e bash test/e2e/*.sh >"$TMP/e2e.out" 2>&1
+	prove -v -e bash test/e2e/[0-9]*.sh >"$TMP/e2e.out" 2>&1
 	rc=$?
 	grep -vE '^\s*ok [0-9]+' "$TMP/e2e.out"
 	set -- $(tap_count "$TMP/e2e.out")
