@@ -180,6 +180,7 @@ CREATE TABLE stellapack_internal.job_run (
 	result			jsonb,
 	lease_id		uuid,
 	lease_expires_at timestamptz,
+	lease_ms		bigint,
 	PRIMARY KEY (run_id, job)
 );
 CREATE INDEX job_run_id ON stellapack_internal.job_run (id);
@@ -208,8 +209,12 @@ CREATE TABLE stellapack_internal.job_attempt (
 	error			text,
 	sqlstate		text,
 	worker			text,
+	lease_id		uuid,
 	PRIMARY KEY (run_id, job, attempt)
 );
+
+CREATE INDEX job_attempt_lease ON stellapack_internal.job_attempt (lease_id)
+	WHERE lease_id IS NOT NULL;
 
 -- The last sequence number given out in each run's log; its row lock
 -- makes sequence numbers gap-free and in commit order.
@@ -775,15 +780,14 @@ BEGIN
 
 	INSERT INTO stellapack_internal.job_attempt
 		(run_id, job, attempt, tenant, status, started_at, error, sqlstate,
-		 worker)
+		 worker, lease_id)
 	VALUES (p_run, p_job, j.attempt, j.tenant, p_outcome, j.started_at,
-			p_error, p_sqlstate, j.worker);
+			p_error, p_sqlstate, j.worker, j.lease_id);
 
 	IF p_outcome = 'succeeded' THEN
 		UPDATE stellapack_internal.job_run
 		   SET status = 'succeeded', finished_at = clock_timestamp(),
-			   result = p_result, error = NULL, sqlstate = NULL,
-			   lease_id = NULL, lease_expires_at = NULL
+			   result = p_result, error = NULL, sqlstate = NULL
 		 WHERE run_id = p_run AND job = p_job;
 		PERFORM stellapack_internal.syslog(p_run, p_job, 'info',
 			pg_catalog.format('job "%s" succeeded in %s', p_job, took),
@@ -843,8 +847,7 @@ BEGIN
 	ELSE
 		UPDATE stellapack_internal.job_run
 		   SET status = p_outcome, finished_at = clock_timestamp(),
-			   error = p_error, sqlstate = p_sqlstate, result = p_result,
-			   lease_id = NULL, lease_expires_at = NULL
+			   error = p_error, sqlstate = p_sqlstate, result = p_result
 		 WHERE run_id = p_run AND job = p_job;
 		UPDATE stellapack_internal.run
 		   SET running = running - 1, unfinished = unfinished - 1
@@ -1218,6 +1221,305 @@ END
 $$;
 
 /* ------------------------------------------------------------------
+ * The runner bridge: external jobs claimed, kept alive, logged into and
+ * completed by task runners through SQL (role stellapack_worker).
+ * ------------------------------------------------------------------ */
+
+-- Claim up to max_jobs runnable external jobs of the given queues (all when
+-- NULL) for a lease.  Runs are locked one at a time in the order the
+-- engine uses (run row, then job row), so two runners never get the same
+-- job and max_parallel holds across kinds.
+CREATE FUNCTION stellapack.job_claim(worker text, queues text[] DEFAULT NULL,
+	lease interval DEFAULT '30 seconds', max_jobs int DEFAULT 1)
+RETURNS TABLE (lease_id uuid, job_run_id uuid, run_id uuid, job text,
+			   spec jsonb, inputs jsonb, attempt int,
+			   lease_expires_at timestamptz)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	t text := stellapack.current_tenant();
+	c record;
+	r stellapack_internal.run;
+	j stellapack_internal.job_run;
+	n int := 0;
+BEGIN
+	IF worker IS NULL OR length(worker) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'worker name must be 1 to 200 characters'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF lease IS NULL OR lease < interval '1 second' OR lease > interval '1 day' THEN
+		RAISE EXCEPTION 'lease must be from 1 second to 1 day'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF max_jobs IS NULL OR max_jobs NOT BETWEEN 1 AND 1000 THEN
+		RAISE EXCEPTION 'max_jobs must be from 1 to 1000'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+
+	FOR c IN
+		SELECT jr.run_id AS rid, jr.job AS jname
+		  FROM stellapack_internal.job_run jr
+		  JOIN stellapack_internal.run rr ON rr.id = jr.run_id
+		 WHERE jr.status = 'queued' AND jr.kind = 'external'
+		   AND jr.not_before IS NULL AND jr.tenant = t
+		   AND (queues IS NULL OR jr.queue = ANY (queues))
+		   AND rr.running < rr.max_parallel
+		 ORDER BY rr.dispatched_at, jr.ordinal
+		 LIMIT max_jobs * 4
+	LOOP
+		SELECT * INTO r FROM stellapack_internal.run rr
+		 WHERE rr.id = c.rid FOR UPDATE;
+		CONTINUE WHEN r.running >= r.max_parallel OR r.cancel_requested
+			OR r.halted;
+		UPDATE stellapack_internal.job_run jr
+		   SET status = 'running', attempt = jr.attempt + 1,
+			   started_at = clock_timestamp(), finished_at = NULL,
+			   worker = job_claim.worker, lease_id = gen_random_uuid(),
+			   lease_expires_at = clock_timestamp() + lease,
+			   lease_ms = (1000 * extract(epoch FROM lease))::bigint
+		 WHERE jr.run_id = c.rid AND jr.job = c.jname
+		   AND jr.status = 'queued' AND jr.not_before IS NULL
+		RETURNING * INTO j;
+		CONTINUE WHEN NOT FOUND;
+		UPDATE stellapack_internal.run rr
+		   SET running = rr.running + 1, dispatched_at = clock_timestamp(),
+			   status = 'running',
+			   started_at = coalesce(rr.started_at, clock_timestamp())
+		 WHERE rr.id = c.rid;
+		IF r.status = 'pending' THEN
+			PERFORM stellapack_internal.event(r.id, NULL, 'running', r.tenant);
+		END IF;
+		PERFORM stellapack_internal.syslog(r.id, j.job, 'info',
+			pg_catalog.format('job "%s" started (attempt %s) on runner %s',
+							  j.job, j.attempt, j.worker),
+			jsonb_build_object('event', 'job_started', 'attempt', j.attempt));
+		PERFORM stellapack_internal.event(r.id, j.job, 'running', r.tenant);
+
+		lease_id := j.lease_id;
+		job_run_id := j.id;
+		run_id := j.run_id;
+		job := j.job;
+		spec := j.spec;
+		inputs := r.inputs;
+		attempt := j.attempt;
+		lease_expires_at := j.lease_expires_at;
+		RETURN NEXT;
+		n := n + 1;
+		EXIT WHEN n >= max_jobs;
+	END LOOP;
+	IF n > 0 THEN
+		PERFORM stellapack_internal.wake_at_commit(0, launcher => true);
+	END IF;
+END
+$$;
+
+-- The job a lease holds, locked (run row, then job row), or an error the
+-- runner can act on: P0002 unknown lease, 57014 the run was canceled,
+-- 55000 the lease expired or the job is already finished.
+CREATE FUNCTION stellapack_internal.lease_job(p_lease uuid, p_lock bool)
+RETURNS stellapack_internal.job_run
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j stellapack_internal.job_run;
+	a stellapack_internal.job_attempt;
+	r stellapack_internal.run;
+BEGIN
+	IF p_lease IS NULL THEN
+		RAISE EXCEPTION 'lease_id must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO j FROM stellapack_internal.job_run
+	 WHERE lease_id = p_lease AND tenant = stellapack.current_tenant();
+	IF NOT FOUND THEN
+		SELECT * INTO a FROM stellapack_internal.job_attempt
+		 WHERE lease_id = p_lease AND tenant = stellapack.current_tenant();
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'lease "%" does not exist', p_lease
+				USING ERRCODE = 'no_data_found';
+		END IF;
+		RAISE EXCEPTION 'lease "%" has ended', p_lease
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = pg_catalog.format('Attempt %s of job "%s" ended %s: %s.',
+					a.attempt, a.job, a.status, coalesce(a.error, a.status));
+	END IF;
+	IF p_lock THEN
+		SELECT * INTO r FROM stellapack_internal.run WHERE id = j.run_id
+		   FOR UPDATE;
+		SELECT * INTO j FROM stellapack_internal.job_run
+		 WHERE run_id = j.run_id AND job = j.job FOR UPDATE;
+	ELSE
+		SELECT * INTO r FROM stellapack_internal.run WHERE id = j.run_id;
+	END IF;
+	IF r.cancel_requested THEN
+		RAISE EXCEPTION 'run "%" was canceled', r.id
+			USING ERRCODE = 'query_canceled',
+				  HINT = 'Stop the work of this job; it is already finished.';
+	END IF;
+	IF j.status <> 'running' OR j.lease_id IS DISTINCT FROM p_lease THEN
+		RAISE EXCEPTION 'lease "%" has ended', p_lease
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = pg_catalog.format('Job "%s" is %s.', j.job, j.status);
+	END IF;
+	IF j.lease_expires_at <= clock_timestamp() THEN
+		RAISE EXCEPTION 'lease "%" has expired', p_lease
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = pg_catalog.format('It expired at %s.', j.lease_expires_at);
+	END IF;
+	RETURN j;
+END
+$$;
+
+CREATE FUNCTION stellapack.job_heartbeat(lease_id uuid, extend interval DEFAULT NULL)
+RETURNS timestamptz
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	j stellapack_internal.job_run;
+	until timestamptz;
+BEGIN
+	IF extend IS NOT NULL AND (extend < interval '1 second' OR extend > interval '1 day') THEN
+		RAISE EXCEPTION 'extend must be from 1 second to 1 day'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	j := stellapack_internal.lease_job(job_heartbeat.lease_id, false);
+	until := clock_timestamp()
+			 + coalesce(extend, stellapack_internal.ms(j.lease_ms));
+	UPDATE stellapack_internal.job_run jr SET lease_expires_at = until
+	 WHERE jr.run_id = j.run_id AND jr.job = j.job
+	   AND jr.lease_id = job_heartbeat.lease_id AND jr.status = 'running';
+	IF NOT FOUND THEN
+		j := stellapack_internal.lease_job(job_heartbeat.lease_id, false);
+	END IF;
+	RETURN until;
+END
+$$;
+
+-- Append lines to the run log of a leased job: they stream exactly like
+-- lines of SQL jobs.  Returns the last sequence number.
+CREATE FUNCTION stellapack.pack_run_log_append_many(lease_id uuid,
+	messages text[], streams text[] DEFAULT NULL, levels text[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	j stellapack_internal.job_run;
+	n int := coalesce(cardinality(messages), 0);
+BEGIN
+	IF messages IS NULL OR n = 0 THEN
+		RAISE EXCEPTION 'messages must be a non-empty array'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF n > 10000 THEN
+		RAISE EXCEPTION 'at most 10000 lines can be appended at once'
+			USING ERRCODE = 'program_limit_exceeded';
+	END IF;
+	IF (streams IS NOT NULL AND cardinality(streams) <> n)
+	   OR (levels IS NOT NULL AND cardinality(levels) <> n) THEN
+		RAISE EXCEPTION 'messages, streams and levels must have the same length'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF EXISTS (SELECT FROM unnest(streams) s
+				WHERE s IS NULL OR s NOT IN ('stdout', 'stderr', 'log')) THEN
+		RAISE EXCEPTION 'invalid stream'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use stdout, stderr or log.';
+	END IF;
+	j := stellapack_internal.lease_job(pack_run_log_append_many.lease_id, false);
+	RETURN stellapack_internal.log_append(j.run_id,
+		array_fill(j.job, ARRAY[n]),
+		coalesce(levels, array_fill('info'::text, ARRAY[n])),
+		coalesce(streams, array_fill('stdout'::text, ARRAY[n])),
+		messages, NULL);
+END
+$$;
+
+CREATE FUNCTION stellapack.pack_run_log_append(lease_id uuid, message text,
+	level text DEFAULT 'info', stream text DEFAULT 'stdout',
+	data jsonb DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	j stellapack_internal.job_run;
+BEGIN
+	IF message IS NULL THEN
+		RAISE EXCEPTION 'log message must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF stream IS NULL OR stream NOT IN ('stdout', 'stderr', 'log') THEN
+		RAISE EXCEPTION 'invalid stream "%"', stream
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use stdout, stderr or log.';
+	END IF;
+	j := stellapack_internal.lease_job(pack_run_log_append.lease_id, false);
+	RETURN stellapack_internal.log_append(j.run_id, ARRAY[j.job],
+		ARRAY[coalesce(level, 'info')], ARRAY[stream], ARRAY[message],
+		ARRAY[data]);
+END
+$$;
+
+CREATE FUNCTION stellapack.artifact_put(lease_id uuid, name text,
+	content bytea, media_type text DEFAULT 'application/octet-stream')
+RETURNS stellapack.artifacts
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	j stellapack_internal.job_run;
+	a stellapack_internal.artifact;
+BEGIN
+	j := stellapack_internal.lease_job(artifact_put.lease_id, false);
+	a := stellapack_internal.artifact_store(j.run_id, j.job, j.tenant,
+		name, content, media_type);
+	PERFORM stellapack_internal.syslog(j.run_id, j.job, 'info',
+		pg_catalog.format('artifact "%s" stored (%s bytes, %s)', a.name,
+						  a.size, a.media_type),
+		jsonb_build_object('event', 'artifact', 'name', a.name,
+						   'size', a.size, 'sha256', a.sha256,
+						   'media_type', a.media_type));
+	RETURN (a.run_id, a.job, a.name, a.media_type, a.size, a.sha256,
+			a.created_at);
+END
+$$;
+
+CREATE FUNCTION stellapack.job_complete(lease_id uuid, succeeded boolean,
+	result jsonb DEFAULT NULL, error text DEFAULT NULL)
+RETURNS stellapack.job_runs
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	j stellapack_internal.job_run;
+	v stellapack.job_runs;
+BEGIN
+	IF succeeded IS NULL THEN
+		RAISE EXCEPTION 'succeeded must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	j := stellapack_internal.lease_job(job_complete.lease_id, true);
+	PERFORM stellapack_internal.job_end(j.run_id, j.job,
+		CASE WHEN succeeded THEN 'succeeded' ELSE 'failed' END,
+		CASE WHEN succeeded THEN NULL
+			 ELSE coalesce(error, 'the runner reported a failure') END,
+		NULL, result);
+	SELECT * INTO v FROM stellapack.job_runs jr
+	 WHERE jr.run_id = j.run_id AND jr.job = j.job;
+	RETURN v;
+END
+$$;
+
+/* ------------------------------------------------------------------
  * Launcher rounds: recovery, retries that are due, pack timeouts and
  * expired leases.  Each returns the next time it needs to run again.
  * ------------------------------------------------------------------ */
@@ -1389,6 +1691,15 @@ GRANT EXECUTE ON FUNCTION
 	TO stellapack_operator;
 GRANT EXECUTE ON FUNCTION stellapack.pack_register(text, text)
 	TO stellapack_admin;
+GRANT EXECUTE ON FUNCTION
+	stellapack.job_claim(text, text[], interval, int),
+	stellapack.job_heartbeat(uuid, interval),
+	stellapack.pack_run_log_append(uuid, text, text, text, jsonb),
+	stellapack.pack_run_log_append_many(uuid, text[], text[], text[]),
+	stellapack.artifact_put(uuid, text, bytea, text),
+	stellapack.job_complete(uuid, boolean, jsonb, text),
+	stellapack.queue_channel(text)
+	TO stellapack_worker;
 -- Called from inside jobs, which run as whatever role started the run;
 -- they check that they are inside a job themselves.
 GRANT EXECUTE ON FUNCTION

@@ -1229,8 +1229,9 @@ manifest_get_duration(ManifestError *err, json_t *value, const char *key,
 	else
 		return manifest_fail(err, MANIFEST_ERR_INVALID,
 							 "invalid value for \"%s\" in %s: must be a "
-							 "duration string, an integer number of "
+							 "duration string%s an integer number of "
 							 "seconds%s", key, where,
+							 allow_null ? "," : " or",
 							 allow_null ? " or null" : "");
 
 	if (ms < min_ms || ms > max_ms)

@@ -251,10 +251,37 @@ now_ms(void)
 }
 
 /*
+ * Rewrites msg in place so that it fits on one line: every run of white
+ * space (libpq messages contain newlines and tabs) becomes a single space
+ * and white space at either end is removed.
+ */
+static void
+clean_message(char *msg)
+{
+	char	   *src = msg;
+	char	   *dst = msg;
+	bool		space = false;
+
+	while (*src && isspace((unsigned char) *src))
+		src++;
+	for (; *src; src++)
+	{
+		if (isspace((unsigned char) *src))
+			space = true;
+		else
+		{
+			if (space)
+				*dst++ = ' ';
+			space = false;
+			*dst++ = *src;
+		}
+	}
+	*dst = '\0';
+}
+
+/*
  * Prints one diagnostic line to stderr, prefixed with the wall-clock time
- * and the program name.  Newlines inside the message (libpq error texts
- * often end with one) are folded into spaces so that each diagnostic
- * stays on a single line.
+ * and the program name.  Multi-line messages are folded onto one line.
  */
 static void
 runner_log(const char *fmt,...)
@@ -265,19 +292,12 @@ runner_log(const char *fmt,...)
 	struct timeval tv;
 	struct tm	tm;
 	va_list		ap;
-	size_t		len;
-	char	   *p;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 
-	len = strlen(msg);
-	while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
-		msg[--len] = '\0';
-	for (p = msg; *p; p++)
-		if (*p == '\n' || *p == '\r' || *p == '\t')
-			*p = ' ';
+	clean_message(msg);
 
 	gettimeofday(&tv, NULL);
 	localtime_r(&tv.tv_sec, &tm);
@@ -1608,6 +1628,18 @@ jobs_in_use(void)
  */
 
 /*
+ * Routes notices and asynchronous errors from the server (such as the
+ * FATAL message sent before a terminated connection closes) through the
+ * runner's own diagnostics instead of libpq's default stderr output.
+ */
+static void
+notice_processor(void *arg, const char *message)
+{
+	(void) arg;
+	runner_log("server message: %s", message);
+}
+
+/*
  * Builds the keyword/value arrays for connecting: defaults first, then
  * the user's -d string (expanded by libpq) so that it can override them.
  */
@@ -1646,6 +1678,7 @@ conn_ready(bool first)
 	int64		now = now_ms();
 	int			i;
 
+	PQsetNoticeProcessor(conn, notice_processor, NULL);
 	if (PQsetnonblocking(conn, 1) != 0)
 		runner_log("could not make the connection non-blocking: %s",
 				   PQerrorMessage(conn));
@@ -1679,6 +1712,7 @@ conn_lost(const char *fmt,...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	clean_message(msg);
 
 	runner_log("database connection lost: %s; reconnecting in %d s",
 			   msg, (int) (backoff_ms / 1000));
@@ -1696,11 +1730,15 @@ conn_lost(const char *fmt,...)
 static void
 connect_failed(const char *why)
 {
+	char		msg[1024];
+
+	snprintf(msg, sizeof(msg), "%s", why);
+	clean_message(msg);
 	backoff_ms *= 2;
 	if (backoff_ms > RECONNECT_MAX_MS)
 		backoff_ms = RECONNECT_MAX_MS;
 	runner_log("could not reconnect to the database: %s; retrying in %d s",
-			   why, (int) (backoff_ms / 1000));
+			   msg, (int) (backoff_ms / 1000));
 	PQfinish(conn);
 	conn = NULL;
 	conn_state = CONN_DOWN;
@@ -1774,9 +1812,11 @@ result_error(const PGresult *res)
 	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
 	if (msg == NULL)
-		return PQresultErrorMessage(res);
-	snprintf(buf, sizeof(buf), "%s (SQLSTATE %s)", msg,
-			 state ? state : "?????");
+		snprintf(buf, sizeof(buf), "%s", PQresultErrorMessage(res));
+	else
+		snprintf(buf, sizeof(buf), "%s (SQLSTATE %s)", msg,
+				 state ? state : "?????");
+	clean_message(buf);
 	return buf;
 }
 

@@ -1224,8 +1224,8 @@ test_errors(void)
 			"A retry delay must be at most 1d."},
 		{"{'jobs':[{'name':'a','command':'x','retry_delay':null}]}",
 			MANIFEST_ERR_INVALID, "invalid value for \"retry_delay\" in job "
-			"\"a\": must be a duration string, an integer number of seconds",
-			0, 0, NULL},
+			"\"a\": must be a duration string or an integer number of "
+			"seconds", 0, 0, NULL},
 		{"{'jobs':[{'name':'a','command':'x','retries':1.0}]}",
 			MANIFEST_ERR_INVALID,
 			"invalid value for \"retries\" in job \"a\": "
@@ -1548,6 +1548,20 @@ test_hostile(void)
 		  strcmp(err.detail, "Arrays and objects may be nested at most 2048 "
 				 "levels deep.") == 0,
 		  "10000 nested arrays are rejected without a crash");
+	free(s.data);
+
+	/* 10000 nested objects at the top level: the same, no crash */
+	s.data = NULL;
+	s.len = s.cap = 0;
+	for (i = 0; i < 10000; i++)
+		str_add(&s, "{\"k\":");
+	str_add(&s, "1");
+	for (i = 0; i < 10000; i++)
+		str_add(&s, "}");
+	m = manifest_parse(s.data, s.len, &err);
+	check(m == NULL && err.kind == MANIFEST_ERR_SYNTAX &&
+		  strstr(err.message, "maximum parsing depth reached") != NULL,
+		  "10000 nested objects are rejected without a crash");
 	free(s.data);
 
 	/* 2000 nested arrays and objects are fine and written back exactly */
