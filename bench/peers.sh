@@ -83,7 +83,7 @@ fi
 SERVER_JSON="$BENCH_OUT.server.json"
 settings_sql="SELECT json_build_object(
   'version', version(),
-  'settings', (SELECT json_object_agg(name, setting || coalesce(' ' || unit, ''))
+  'settings', (SELECT json_object_agg(name, current_setting(name))
                FROM pg_settings
                WHERE name IN ('server_version', 'fsync', 'synchronous_commit', 'full_page_writes',
                               'wal_level', 'wal_sync_method', 'commit_delay', 'shared_buffers',

@@ -1709,3 +1709,6 @@ GRANT EXECUTE ON FUNCTION
 	stellapack.current_tenant()
 	TO PUBLIC;
 GRANT USAGE ON SCHEMA stellapack TO PUBLIC;
+
+-- the launcher waits for the extension; tell it that it is here
+SELECT stellapack_internal.wake_at_commit(0, launcher => true);

@@ -88,7 +88,7 @@ typedef struct StrBuf
 typedef struct LogLine
 {
 	struct LogLine *next;
-	const char *stream;			/* "stdout" or "stderr" */
+	const char *stream;			/* "stdout", "stderr" or "log" */
 	const char *level;			/* "info", "warning" or "error" */
 	size_t		len;
 	char		text[];
@@ -571,16 +571,23 @@ append_array_element(StrBuf *buf, const char *s, size_t len)
 	sb_appendc(buf, '"');
 }
 
+#define DURATION_SYNTAX \
+	"must be made of <integer><unit> parts, units d, h, m, s, ms in that " \
+	"order, like \"90s\" or \"1h30m\""
+
 /*
- * Parses a duration made of <integer><unit> parts, units being ms, s, m,
- * h and d (for instance "1h30m" or "250ms"), into milliseconds.  Returns
- * NULL on success, otherwise a static message saying what is wrong.
+ * Parses a duration made of <integer><unit> parts into milliseconds, with
+ * the same rules as durations in pack manifests: units d, h, m, s and ms,
+ * largest first, each at most once (for instance "1h30m" or "250ms").
+ * Returns NULL on success, otherwise a static message saying what is
+ * wrong.
  */
 static const char *
 parse_duration(const char *s, int64 *result)
 {
 	int64		total = 0;
 	const char *p = s;
+	int			last_rank = -1;
 
 	if (*p == '\0')
 		return "is empty";
@@ -588,10 +595,10 @@ parse_duration(const char *s, int64 *result)
 	{
 		int64		value = 0;
 		int64		unit;
+		int			rank;
 
 		if (!isdigit((unsigned char) *p))
-			return "must be made of <integer><unit> parts (units ms, s, m, "
-				"h, d), like \"90s\" or \"1h30m\"";
+			return DURATION_SYNTAX;
 		while (isdigit((unsigned char) *p))
 		{
 			if (value > (INT64_MAX - 9) / 10)
@@ -602,19 +609,23 @@ parse_duration(const char *s, int64 *result)
 		if (p[0] == 'm' && p[1] == 's')
 		{
 			unit = 1;
-			p += 2;
+			rank = 4;
+			p++;
 		}
 		else if (*p == 's')
-			unit = 1000, p++;
+			unit = 1000, rank = 3;
 		else if (*p == 'm')
-			unit = 60 * 1000, p++;
+			unit = 60 * 1000, rank = 2;
 		else if (*p == 'h')
-			unit = 3600 * 1000, p++;
+			unit = 3600 * 1000, rank = 1;
 		else if (*p == 'd')
-			unit = 86400 * 1000, p++;
+			unit = 86400 * 1000, rank = 0;
 		else
-			return "must be made of <integer><unit> parts (units ms, s, m, "
-				"h, d), like \"90s\" or \"1h30m\"";
+			return DURATION_SYNTAX;
+		p++;
+		if (rank <= last_rank)
+			return DURATION_SYNTAX;
+		last_rank = rank;
 		if (value > INT64_MAX / unit || total > INT64_MAX - value * unit)
 			return "is too large";
 		total += value * unit;
@@ -784,7 +795,7 @@ queue_drop_marker(Job *job)
 				   "they could not be sent to the database in time",
 				   job->dropped_lines);
 	job->dropped_lines = 0;
-	queue_line_unbounded(job, "stderr", "warning", msg, (size_t) len);
+	queue_line_unbounded(job, "log", "warning", msg, (size_t) len);
 }
 
 /*
@@ -831,7 +842,7 @@ job_note(Job *job, const char *level, const char *fmt,...)
 	if (len >= (int) sizeof(line))
 		len = sizeof(line) - 1;
 	sanitize_utf8(&scratch, line, (size_t) len);
-	queue_line_unbounded(job, "stderr", level, scratch.data, scratch.len);
+	queue_line_unbounded(job, "log", level, scratch.data, scratch.len);
 }
 
 /*
@@ -2630,10 +2641,10 @@ parse_options(int argc, char **argv)
 				max_jobs = (int) n;
 				break;
 			case 'w':
-				if (optarg[0] == '\0')
+				if (optarg[0] == '\0' || strlen(optarg) > 200)
 				{
-					fprintf(stderr, RUNNER_NAME ": worker name must not be "
-							"empty\n");
+					fprintf(stderr, RUNNER_NAME ": worker name must be 1 to "
+							"200 characters\n");
 					exit(1);
 				}
 				free(worker_name);
@@ -2643,17 +2654,16 @@ parse_options(int argc, char **argv)
 				errno = 0;
 				n = strtol(optarg, &end, 10);
 				if (!errno && *end == '\0' && end != optarg)
-					lease_ms = (n > 0 && n <= 86400 * 365) ?
-						(int64) n * 1000 : 0;
+					lease_ms = (n > 0 && n <= 86400) ? (int64) n * 1000 : 0;
 				else if ((why = parse_duration(optarg, &lease_ms)) != NULL)
 				{
 					fprintf(stderr, RUNNER_NAME ": --lease %s\n", why);
 					exit(1);
 				}
-				if (lease_ms < 1000)
+				if (lease_ms < 1000 || lease_ms > 86400 * 1000)
 				{
-					fprintf(stderr, RUNNER_NAME ": --lease must be at least "
-							"one second\n");
+					fprintf(stderr, RUNNER_NAME ": --lease must be from one "
+							"second to one day\n");
 					exit(1);
 				}
 				break;
