@@ -6,7 +6,8 @@
 # figure to the JSON Lines file $BENCH_OUT.
 #
 #   BENCH_MODE=quick|full   sizes and repetitions (quick: R=3, full: R=5)
-#   BENCH_OUT=FILE          results file (default: a new file under /tmp)
+#   BENCH_OUT=FILE          results file, appended to (default: a new file
+#                           bench/results/peers-MODE-YYYYmmdd-HHMMSS.jsonl)
 #   BENCH_ONLY="a b"        run only these steps (names as listed below)
 #   BENCH_PGBENCH_CLIENTS   pgbench concurrency (default 4 = stellapack's pool)
 #
@@ -26,7 +27,7 @@ case "$BENCH_MODE" in
   *) echo "peers.sh: BENCH_MODE must be quick or full, not '$BENCH_MODE'" >&2; exit 2 ;;
 esac
 if [ -z "${BENCH_OUT:-}" ]; then
-  BENCH_OUT=${TMPDIR:-/tmp}/stellapack-bench-$(date +%Y%m%d-%H%M%S).jsonl
+  BENCH_OUT=$BENCH_DIR/results/peers-$BENCH_MODE-$(date +%Y%m%d-%H%M%S).jsonl
 fi
 mkdir -p "$(dirname "$BENCH_OUT")"
 BENCH_OUT=$(cd "$(dirname "$BENCH_OUT")" && pwd)/$(basename "$BENCH_OUT")

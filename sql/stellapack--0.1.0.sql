@@ -365,7 +365,7 @@ CREATE VIEW stellapack.packs WITH (security_invoker = true) AS
 
 CREATE VIEW stellapack.pack_versions WITH (security_invoker = true) AS
 	SELECT pack, version, digest, manifest, job_count, created_at,
-		   created_by
+		   created_by, manifest_text AS canonical
 	  FROM stellapack_internal.pack_version;
 
 CREATE VIEW stellapack.pack_runs WITH (security_invoker = true) AS
@@ -450,7 +450,7 @@ BEGIN
 	   AND pv.version = latest;
 	IF FOUND AND v.digest = c.digest THEN
 		RETURN (v.pack, v.version, v.digest, v.manifest, v.job_count,
-				v.created_at, v.created_by);
+				v.created_at, v.created_by, v.manifest_text);
 	END IF;
 
 	INSERT INTO stellapack_internal.pack_version
@@ -463,7 +463,7 @@ BEGIN
 	   SET latest_version = latest + 1, updated_at = now()
 	 WHERE p.tenant = t AND p.name = pack_register.name;
 	RETURN (v.pack, v.version, v.digest, v.manifest, v.job_count,
-			v.created_at, v.created_by);
+			v.created_at, v.created_by, v.manifest_text);
 END
 $$;
 
@@ -497,7 +497,7 @@ BEGIN
 			USING ERRCODE = 'no_data_found';
 	END IF;
 	RETURN (v.pack, v.version, v.digest, v.manifest, v.job_count,
-			v.created_at, v.created_by);
+			v.created_at, v.created_by, v.manifest_text);
 END
 $$;
 
@@ -1660,6 +1660,191 @@ END
 $$;
 
 /* ------------------------------------------------------------------
+ * Schedules (pg_cron) and retention
+ * ------------------------------------------------------------------ */
+CREATE TABLE stellapack_internal.schedule (
+	tenant			text NOT NULL,
+	name			text NOT NULL,
+	pack			text NOT NULL,
+	cron			text NOT NULL,
+	inputs			jsonb NOT NULL DEFAULT '{}',
+	role			name NOT NULL,
+	jobid			bigint NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (tenant, name)
+);
+SELECT pg_catalog.pg_extension_config_dump('stellapack_internal.schedule', '');
+ALTER TABLE stellapack_internal.schedule ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON stellapack_internal.schedule
+	USING (tenant = stellapack.current_tenant());
+
+CREATE VIEW stellapack.schedules WITH (security_invoker = true) AS
+	SELECT name, pack, cron AS schedule, inputs, role::text AS role, jobid,
+		   created_at
+	  FROM stellapack_internal.schedule;
+
+-- Raise the error that says pg_cron is missing, unless it is here.
+CREATE FUNCTION stellapack_internal.require_pg_cron() RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+		RAISE EXCEPTION 'extension "pg_cron" is not installed in database "%"',
+			current_database()
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database, restart the server, and run CREATE EXTENSION pg_cron.';
+	END IF;
+END
+$$;
+
+-- Schedule runs of a pack with pg_cron; returns the pg_cron job id.  The
+-- cron job runs as the calling role, so that a scheduled run has exactly
+-- the rights of whoever scheduled it.
+CREATE FUNCTION stellapack.pack_schedule(pack text, schedule text,
+	inputs jsonb DEFAULT '{}', name text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	t text := stellapack.current_tenant();
+	who name := stellapack_internal.calling_role();
+	sname text := coalesce(name, pack);
+	jid bigint;
+BEGIN
+	PERFORM stellapack_internal.require_pg_cron();
+	IF pack IS NULL OR schedule IS NULL THEN
+		RAISE EXCEPTION 'pack and schedule must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF sname !~ '^[a-z0-9][a-z0-9_-]{0,62}$' THEN
+		RAISE EXCEPTION 'invalid schedule name "%"', sname
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'Names are 1 to 63 characters: lower-case letters, digits, "_" and "-", starting with a letter or digit.';
+	END IF;
+	IF inputs IS NULL OR jsonb_typeof(inputs) <> 'object' THEN
+		RAISE EXCEPTION 'run inputs must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF NOT EXISTS (SELECT FROM stellapack_internal.pack p
+					WHERE p.tenant = t AND p.name = pack_schedule.pack) THEN
+		RAISE EXCEPTION 'pack "%" does not exist', pack
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	IF EXISTS (SELECT FROM stellapack_internal.schedule s
+				WHERE s.tenant = t AND s.name = sname) THEN
+		RAISE EXCEPTION 'schedule "%" already exists', sname
+			USING ERRCODE = 'unique_violation',
+				  HINT = 'Remove it with pack_unschedule() first, or choose another name.';
+	END IF;
+	EXECUTE 'SELECT cron.schedule_in_database($1, $2, $3, current_database(), $4, true)'
+	   INTO jid
+	  USING 'stellapack:' || t || ':' || sname, schedule,
+			pg_catalog.format('SELECT stellapack_internal.scheduled_run(%L, %L)',
+							  t, sname),
+			who::text;
+	INSERT INTO stellapack_internal.schedule
+		(tenant, name, pack, cron, inputs, role, jobid)
+	VALUES (t, sname, pack, schedule, inputs, who, jid);
+	RETURN jid;
+END
+$$;
+
+CREATE FUNCTION stellapack.pack_unschedule(name text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	s stellapack_internal.schedule;
+BEGIN
+	PERFORM stellapack_internal.require_pg_cron();
+	DELETE FROM stellapack_internal.schedule sc
+	 WHERE sc.tenant = stellapack.current_tenant() AND sc.name = pack_unschedule.name
+	RETURNING * INTO s;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'schedule "%" does not exist', name
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	EXECUTE 'SELECT cron.unschedule($1)' USING s.jobid;
+	RETURN true;
+END
+$$;
+
+-- What a pg_cron job calls: start a run for its schedule, as the role the
+-- schedule belongs to, recording the schedule on the run.
+CREATE FUNCTION stellapack_internal.scheduled_run(p_tenant text, p_name text)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s stellapack_internal.schedule;
+BEGIN
+	SELECT * INTO s FROM stellapack_internal.schedule
+	 WHERE tenant = p_tenant AND name = p_name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'schedule "%" does not exist', p_name
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	IF s.role <> stellapack_internal.calling_role() THEN
+		RAISE EXCEPTION 'schedule "%" belongs to role "%"', p_name, s.role
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	RETURN stellapack_internal.run_create(s.tenant, s.pack, NULL, s.inputs,
+										  s.role, s.name);
+END
+$$;
+
+-- Delete finished runs older than the interval, with their job runs,
+-- attempts, log lines and artifacts, in batches of 500 runs whose rows
+-- are locked with SKIP LOCKED; never a run that is not finished.  At most
+-- max_runs runs per call (one transaction); returns how many went.
+CREATE FUNCTION stellapack.purge(older_than interval, max_runs int DEFAULT 10000)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	t text := stellapack.current_tenant();
+	ids uuid[];
+	total bigint := 0;
+BEGIN
+	IF older_than IS NULL OR older_than < interval '0' THEN
+		RAISE EXCEPTION 'older_than must be a non-negative interval'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF max_runs IS NULL OR max_runs < 1 THEN
+		RAISE EXCEPTION 'max_runs must be at least 1'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	LOOP
+		SELECT array_agg(id) INTO ids FROM (
+			SELECT r.id FROM stellapack_internal.run r
+			 WHERE r.tenant = t AND r.finished_at < now() - older_than
+			   AND r.status IN ('completed', 'partially_failed', 'failed',
+								'canceled')
+			 ORDER BY r.finished_at
+			 LIMIT least(500, max_runs - total)
+			 FOR UPDATE SKIP LOCKED) b;
+		EXIT WHEN ids IS NULL;
+		DELETE FROM stellapack_internal.log WHERE run_id = ANY (ids);
+		DELETE FROM stellapack_internal.artifact WHERE run_id = ANY (ids);
+		DELETE FROM stellapack_internal.job_attempt WHERE run_id = ANY (ids);
+		DELETE FROM stellapack_internal.job_run WHERE run_id = ANY (ids);
+		DELETE FROM stellapack_internal.run_seq WHERE run_id = ANY (ids);
+		DELETE FROM stellapack_internal.run WHERE id = ANY (ids);
+		total := total + cardinality(ids);
+		EXIT WHEN total >= max_runs;
+	END LOOP;
+	RETURN total;
+END
+$$;
+
+/* ------------------------------------------------------------------
  * Privileges
  * ------------------------------------------------------------------ */
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA stellapack_internal FROM PUBLIC;
@@ -1689,8 +1874,17 @@ GRANT EXECUTE ON FUNCTION
 	stellapack.pack_run_cancel(uuid),
 	stellapack.pack_run_wait(uuid, interval)
 	TO stellapack_operator;
-GRANT EXECUTE ON FUNCTION stellapack.pack_register(text, text)
+GRANT EXECUTE ON FUNCTION
+	stellapack.pack_register(text, text),
+	stellapack.pack_schedule(text, text, jsonb, text),
+	stellapack.pack_unschedule(text),
+	stellapack.purge(interval, int)
 	TO stellapack_admin;
+GRANT EXECUTE ON FUNCTION stellapack_internal.scheduled_run(text, text)
+	TO stellapack_operator;
+GRANT USAGE ON SCHEMA stellapack_internal TO stellapack_operator;
+GRANT SELECT ON stellapack_internal.schedule TO stellapack_reader;
+GRANT SELECT ON stellapack.schedules TO stellapack_reader;
 GRANT EXECUTE ON FUNCTION
 	stellapack.job_claim(text, text[], interval, int),
 	stellapack.job_heartbeat(uuid, interval),

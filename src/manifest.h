@@ -11,8 +11,10 @@
  * and fuzzed on its own; everything it returns is allocated with malloc
  * and released by manifest_free().  docs/manifest.md describes the format.
  *
- * The module keeps no state between calls, except jansson's own hash
- * seed, and never prints anything.
+ * The module keeps no state between calls and never prints anything.
+ * While jansson parses, its malloc is briefly wrapped (to tell allocation
+ * failures from syntax errors), so manifest_parse() must not run in two
+ * threads at once; PostgreSQL backends are single-threaded.
  *
  * IDENTIFICATION
  *	  src/manifest.h

@@ -44,7 +44,7 @@ sp_manifest_canonicalize(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid pack name \"%s\"", pack),
-				 errdetail("Names are 1 to 63 characters: lower-case letters, digits, \"_\" and \"-\", starting with a letter or digit.")));
+				 errdetail("%s", MANIFEST_NAME_RULES_DETAIL)));
 
 	memset(&err, 0, sizeof(err));
 	m = manifest_parse(VARDATA_ANY(src), VARSIZE_ANY_EXHDR(src), &err);
@@ -54,9 +54,6 @@ sp_manifest_canonicalize(PG_FUNCTION_ARGS)
 		{
 			case MANIFEST_ERR_SYNTAX:
 				sqlstate = ERRCODE_INVALID_TEXT_REPRESENTATION;
-				break;
-			case MANIFEST_ERR_TOO_LARGE:
-				sqlstate = ERRCODE_PROGRAM_LIMIT_EXCEEDED;
 				break;
 			case MANIFEST_ERR_NOMEM:
 				sqlstate = ERRCODE_OUT_OF_MEMORY;

@@ -78,7 +78,8 @@ sp_install_tree() {
 	for f in "$pkglibdir"/*; do
 		[ -e "$root$pkglibdir/$(basename "$f")" ] || ln -s "$f" "$root$pkglibdir/"
 	done
-	chmod -R a+rX "$dir"
+	chmod a+rx "$dir"
+	chmod -R a+rX "$root"
 	SP_BIN="$root$bindir"
 	export SP_BIN
 	PATH="$SP_BIN:$PATH"

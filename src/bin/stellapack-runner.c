@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -37,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -236,6 +238,8 @@ static void runner_log(const char *fmt,...)
 			__attribute__((format(printf, 1, 2)));
 static void job_note(Job *job, const char *level, const char *fmt,...)
 			__attribute__((format(printf, 3, 4)));
+static char *xasprintf(const char *fmt,...)
+			__attribute__((format(printf, 1, 2)));
 
 
 /*
@@ -365,10 +369,6 @@ xstrdup(const char *s)
  * Formats into freshly allocated memory, like asprintf but exiting when
  * memory runs out.
  */
-static char *
-xasprintf(const char *fmt,...)
-			__attribute__((format(printf, 1, 2)));
-
 static char *
 xasprintf(const char *fmt,...)
 {
@@ -1237,6 +1237,30 @@ child_fail(int status_fd, int stage, int err, int index)
 }
 
 /*
+ * Closes every descriptor from lo to hi inclusive; runs in the child
+ * only, to keep descriptors the runner itself inherited away from the
+ * command.
+ */
+static void
+close_fds(int lo, int hi)
+{
+	long		max;
+	int			fd;
+
+	if (lo > hi)
+		return;
+#ifdef SYS_close_range
+	if (syscall(SYS_close_range, (unsigned int) lo, (unsigned int) hi, 0) == 0)
+		return;
+#endif
+	max = sysconf(_SC_OPEN_MAX);
+	if (max < 0 || max > 65536)
+		max = 65536;
+	for (fd = lo; fd <= hi && fd < max; fd++)
+		close(fd);
+}
+
+/*
  * Sets up the freshly forked child and executes the command; never
  * returns.  The child gets its own process group, stdin from /dev/null,
  * the two output pipes, the spec's working directory and an environment
@@ -1249,15 +1273,21 @@ child_exec(Job *job, JobSpec *spec, int out_fd, int err_fd, int status_fd)
 	int			devnull;
 	int			i;
 
+	for (i = 1; i < NSIG; i++)
+		if (i != SIGKILL && i != SIGSTOP)
+			signal(i, SIG_DFL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGPIPE, SIG_DFL);
 	setpgid(0, 0);
 
 	devnull = open("/dev/null", O_RDONLY);
 	if (devnull < 0 || dup2(devnull, STDIN_FILENO) < 0 ||
 		dup2(out_fd, STDOUT_FILENO) < 0 || dup2(err_fd, STDERR_FILENO) < 0)
 		child_fail(status_fd, STAGE_SETUP, errno, 0);
+	if (devnull > STDERR_FILENO)
+		close(devnull);
+	close_fds(STDERR_FILENO + 1, status_fd - 1);
+	close_fds(status_fd + 1, INT_MAX);
 
 	if (spec->cwd && chdir(spec->cwd) < 0)
 		child_fail(status_fd, STAGE_CHDIR, errno, 0);
@@ -2850,6 +2880,16 @@ main(int argc, char **argv)
 	queues_literal = lit.data;
 	snprintf(lease_text, sizeof(lease_text), "%lld milliseconds",
 			 (long long) lease_ms);
+
+	/*
+	 * A closed stderr must not kill the runner; children get SIG_DFL
+	 * back.  The stop signals are reset in case the runner was started
+	 * with them ignored, which would hide them from the signalfd.
+	 */
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGCHLD, SIG_DFL);
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);

@@ -45,3 +45,5 @@ SELECT try($$SELECT stellapack.pack_run_start('demo', inputs => '"x"')$$);
 SELECT try($$SELECT stellapack.pack_run_start(NULL)$$);
 SELECT try($$SELECT stellapack.input('k')$$);
 SELECT try($$SELECT stellapack.log('x')$$);
+-- scheduling needs pg_cron, which this database does not have
+SELECT try($$SELECT stellapack.pack_schedule('demo', '* * * * *')$$);

@@ -83,7 +83,7 @@ SELECT alike(pg_temp.err($$SELECT stellapack.pack_register('tap-bad', '{"jobs": 
 SELECT alike(pg_temp.err($$SELECT stellapack.pack_register('Tap-Bad', '{"jobs": [{"name": "a", "command": "SELECT 1"}]}')$$), '22023: %invalid pack name%', 'a pack name that is not an identifier is rejected');
 SELECT alike(pg_temp.err($$SELECT stellapack.pack_register(repeat('x', 64), '{"jobs": [{"name": "a", "command": "SELECT 1"}]}')$$), '22023: %invalid pack name%', 'a pack name of 64 characters is rejected');
 SELECT alike(pg_temp.err($$SELECT stellapack.pack_register('tap-bad', '{"jobs": [{"name": "A b", "command": "SELECT 1"}]}')$$), '22023: %invalid job name%', 'a job name that is not an identifier is rejected');
-SELECT alike(pg_temp.err($$SELECT stellapack.pack_register('tap-bad', '{"description": "' || repeat('x', 1100000) || '", "jobs": [{"name": "a", "command": "SELECT 1"}]}')$$), '54000: %too large%', 'a manifest over the size limit is rejected');
+SELECT alike(pg_temp.err($$SELECT stellapack.pack_register('tap-bad', '{"description": "' || repeat('x', 1100000) || '", "jobs": [{"name": "a", "command": "SELECT 1"}]}')$$), '22023: %too large%', 'a manifest over the size limit is rejected');
 SELECT throws_ok($$SELECT stellapack.pack_register('tap-bad', NULL)$$, '22004',
 	NULL, 'a NULL manifest is rejected');
 SELECT is((SELECT count(*)::int FROM stellapack.packs WHERE name = 'tap-bad'), 0,
