@@ -61,6 +61,12 @@ CREATE FUNCTION stellapack_internal.log_append(run_id uuid, jobs text[],
 	levels text[], streams text[], messages text[], data jsonb[])
 RETURNS bigint LANGUAGE C VOLATILE AS 'MODULE_PATHNAME', 'sp_log_append';
 
+-- NOTIFY, or in an executor: NOTIFY through the relay after the commit,
+-- so that executors' commits do not queue behind the notification lock.
+CREATE FUNCTION stellapack_internal.announce(channel text, payload text)
+RETURNS void LANGUAGE C VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'sp_announce_sql';
+
 CREATE FUNCTION stellapack_internal.worker_status(
 	OUT pid int, OUT kind text, OUT state text, OUT run_id uuid,
 	OUT job text, OUT since timestamptz)
@@ -184,8 +190,6 @@ CREATE TABLE stellapack_internal.job_run (
 	PRIMARY KEY (run_id, job)
 );
 CREATE INDEX job_run_id ON stellapack_internal.job_run (id);
-CREATE INDEX job_run_ready ON stellapack_internal.job_run (run_id, ordinal)
-	WHERE status = 'queued' AND not_before IS NULL;
 CREATE INDEX job_run_external ON stellapack_internal.job_run (queue, ordinal)
 	WHERE status = 'queued' AND kind = 'external' AND not_before IS NULL;
 CREATE INDEX job_run_lease ON stellapack_internal.job_run (lease_id)
@@ -194,8 +198,6 @@ CREATE INDEX job_run_expiry ON stellapack_internal.job_run (lease_expires_at)
 	WHERE status = 'running' AND kind = 'external';
 CREATE INDEX job_run_backoff ON stellapack_internal.job_run (not_before)
 	WHERE not_before IS NOT NULL;
-CREATE INDEX job_run_running ON stellapack_internal.job_run (worker)
-	WHERE status = 'running';
 
 -- One row per finished attempt of a job, so that every retry is visible.
 CREATE TABLE stellapack_internal.job_attempt (
@@ -319,7 +321,7 @@ CREATE FUNCTION stellapack_internal.event(p_run uuid, p_job text,
 RETURNS void LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT pg_notify('stellapack_events',
+	SELECT stellapack_internal.announce('stellapack_events',
 		json_build_object('run', p_run, 'job', p_job, 'status', p_status,
 						  'tenant', p_tenant)::text)
 $$;
@@ -395,10 +397,20 @@ CREATE VIEW stellapack.job_runs WITH (security_invoker = true) AS
 		   error, sqlstate, worker, ordinal, needs, queue, not_before, result
 	  FROM stellapack_internal.job_run;
 
+-- Every attempt of every job: the ones that were retried, and the
+-- current or last one, which is the job run itself.
 CREATE VIEW stellapack.job_attempts WITH (security_invoker = true) AS
 	SELECT run_id, job, attempt, status, started_at, finished_at, error,
 		   sqlstate, worker
-	  FROM stellapack_internal.job_attempt;
+	  FROM stellapack_internal.job_attempt
+	UNION ALL
+	SELECT j.run_id, j.job, j.attempt, j.status, j.started_at, j.finished_at,
+		   j.error, j.sqlstate, j.worker
+	  FROM stellapack_internal.job_run j
+	 WHERE j.attempt > 0 AND j.status <> 'queued'
+	   AND NOT EXISTS (SELECT FROM stellapack_internal.job_attempt a
+					   WHERE a.run_id = j.run_id AND a.job = j.job
+						 AND a.attempt = j.attempt);
 
 CREATE VIEW stellapack.pack_run_log WITH (security_invoker = true) AS
 	SELECT run_id, seq, ts, job, level, stream, message, data
@@ -605,7 +617,7 @@ BEGIN
 	FOR q IN SELECT DISTINCT queue FROM stellapack_internal.job_run
 			  WHERE run_id = rid AND status = 'queued' AND kind = 'external'
 	LOOP
-		PERFORM pg_notify(stellapack.queue_channel(q), '');
+		PERFORM stellapack_internal.announce(stellapack.queue_channel(q), '');
 	END LOOP;
 	PERFORM stellapack_internal.wake_at_commit(n_sql,
 		launcher => pv.manifest ->> 'timeout' IS NOT NULL);
@@ -778,12 +790,6 @@ BEGIN
 	took := to_char(1000 * extract(epoch FROM clock_timestamp() - j.started_at),
 					'FM999999990.0') || ' ms';
 
-	INSERT INTO stellapack_internal.job_attempt
-		(run_id, job, attempt, tenant, status, started_at, error, sqlstate,
-		 worker, lease_id)
-	VALUES (p_run, p_job, j.attempt, j.tenant, p_outcome, j.started_at,
-			p_error, p_sqlstate, j.worker, j.lease_id);
-
 	IF p_outcome = 'succeeded' THEN
 		UPDATE stellapack_internal.job_run
 		   SET status = 'succeeded', finished_at = clock_timestamp(),
@@ -809,7 +815,7 @@ BEGIN
 				IF rel.kind = 'sql' THEN
 					newly_sql := newly_sql + 1;
 				ELSE
-					PERFORM pg_notify(stellapack.queue_channel(rel.queue), '');
+					PERFORM stellapack_internal.announce(stellapack.queue_channel(rel.queue), '');
 				END IF;
 				PERFORM stellapack_internal.event(p_run, rel.job, 'queued',
 												  r.tenant);
@@ -822,6 +828,13 @@ BEGIN
 	ELSIF p_retry AND p_outcome <> 'canceled' AND j.attempt <= j.retries
 		  AND NOT r.cancel_requested AND NOT r.halted
 		  AND (r.deadline IS NULL OR r.deadline > clock_timestamp()) THEN
+		-- the attempt that ends here stays visible in job_attempt; the
+		-- last attempt of a job is its job_run row itself
+		INSERT INTO stellapack_internal.job_attempt
+			(run_id, job, attempt, tenant, status, started_at, error,
+			 sqlstate, worker, lease_id)
+		VALUES (p_run, p_job, j.attempt, j.tenant, p_outcome, j.started_at,
+				p_error, p_sqlstate, j.worker, j.lease_id);
 		-- exponential backoff: retry_delay * 2^(attempt - 1), at most a day
 		delay := least(stellapack_internal.ms(j.retry_delay_ms)
 					   * power(2, least(j.attempt - 1, 30)),
@@ -1577,7 +1590,7 @@ BEGIN
 				 WHERE id = j.run_id;
 				woke := woke + 1;
 			ELSE
-				PERFORM pg_notify(stellapack.queue_channel(j.queue), '');
+				PERFORM stellapack_internal.announce(stellapack.queue_channel(j.queue), '');
 			END IF;
 		END IF;
 	END LOOP;

@@ -79,6 +79,11 @@ static uint64 sync_token = 0;
 static List *deferred_lines = NIL;	/* SpLogLine *, in JobContext */
 static MemoryContext JobContext = NULL;
 
+/* NOTIFYs of the current transaction, sent through the relay at commit */
+bool		sp_is_executor = false;
+static StringInfoData announcements;
+static bool announcements_ready = false;
+
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr end_plan = NULL;
 
@@ -227,6 +232,66 @@ sp_defer_log(const char *message, const char *data_json)
 	l->data = data_json ? pstrdup(data_json) : NULL;
 	deferred_lines = lappend(deferred_lines, l);
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * sp_announce queues a notification.  An executor hands it to the relay
+ * once its transaction has committed (announce_flush), so that executors
+ * never take the notification queue's lock, which would serialize their
+ * commits; any other process notifies directly.
+ */
+void
+sp_announce(const char *channel, const char *payload)
+{
+	if (!sp_is_executor)
+	{
+		Async_Notify(channel, payload);
+		return;
+	}
+	if (!announcements_ready)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		initStringInfo(&announcements);
+		MemoryContextSwitchTo(old);
+		announcements_ready = true;
+	}
+	appendBinaryStringInfo(&announcements, channel, strlen(channel) + 1);
+	appendBinaryStringInfo(&announcements, payload, strlen(payload) + 1);
+}
+
+/* forget the notifications of a transaction that did not commit */
+static void
+announce_reset(void)
+{
+	if (announcements_ready)
+		resetStringInfo(&announcements);
+}
+
+/* after a commit: pass its notifications to the relay, in one message */
+static void
+announce_flush(void)
+{
+	shm_mq_iovec iov[2];
+	char		type = SP_MSG_NOTIFY;
+
+	if (!announcements_ready || announcements.len == 0)
+		return;
+	iov[0].data = &type;
+	iov[0].len = 1;
+	iov[1].data = announcements.data;
+	iov[1].len = announcements.len;
+	if (shm_mq_sendv(relay_mqh, iov, 2, false, true) == SHM_MQ_DETACHED)
+		ereport(FATAL,
+				(errcode(ERRCODE_ADMIN_SHUTDOWN),
+				 errmsg("stellapack executor lost its relay")));
+	resetStringInfo(&announcements);
+	/* keep a huge batch from pinning memory for the executor's life */
+	if (announcements.maxlen > 1024 * 1024)
+	{
+		pfree(announcements.data);
+		announcements_ready = false;
+	}
 }
 
 static void
@@ -481,6 +546,7 @@ run_job(SpClaim *next)
 
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
+		announce_reset();
 		PortalHashTableDeleteAll();
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
@@ -510,6 +576,7 @@ run_job(SpClaim *next)
 		PopActiveSnapshot();
 		SPI_finish();
 		CommitTransactionCommand();
+		announce_flush();
 	}
 	PG_CATCH();
 	{
@@ -521,6 +588,7 @@ run_job(SpClaim *next)
 		disable_timeout(STATEMENT_TIMEOUT, false);
 		QueryCancelPending = false;
 		AbortCurrentTransaction();
+		announce_reset();
 		claimed = false;
 	}
 	PG_END_TRY();
@@ -548,6 +616,7 @@ run_job(SpClaim *next)
 		PopActiveSnapshot();
 		SPI_finish();
 		CommitTransactionCommand();
+		announce_flush();
 	}
 
 	/* session state outside transactions: advisory locks, cursors */
@@ -593,6 +662,7 @@ sp_executor_main(Datum arg)
 	bool		have_next = false;
 
 	my_slot = DatumGetInt32(arg);
+	sp_is_executor = true;
 	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
 	memcpy(&handle, MyBgworkerEntry->bgw_extra + sizeof(Oid),
 		   sizeof(dsm_handle));
@@ -647,6 +717,7 @@ sp_executor_main(Datum arg)
 
 			SetCurrentStatementStartTimestamp();
 			StartTransactionCommand();
+			announce_reset();
 			SPI_connect();
 			PushActiveSnapshot(GetTransactionSnapshot());
 			exists = sp_extension_exists();
@@ -655,6 +726,7 @@ sp_executor_main(Datum arg)
 			PopActiveSnapshot();
 			SPI_finish();
 			CommitTransactionCommand();
+			announce_flush();
 			pgstat_report_activity(STATE_IDLE, NULL);
 
 			if (!have_next)

@@ -28,6 +28,7 @@
 #include "access/xact.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_type.h"
+#include "commands/async.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -65,6 +66,7 @@ typedef struct SpExecutor
 	int			nlines;
 	int			maxlines;
 	uint64		ack_pending;	/* sync token to ack after storing */
+	StringInfoData notifies;	/* committed NOTIFYs to send: channel\0payload\0 */
 } SpExecutor;
 
 static SpExecutor *executors = NULL;
@@ -346,6 +348,51 @@ error_line(SpExecutor *ex, const char *data, Size len)
 }
 
 /*
+ * send_notifies sends, in one transaction, the notifications an executor
+ * handed over after its commits.
+ */
+static void
+send_notifies(SpExecutor *ex)
+{
+	const char *p;
+	const char *end;
+
+	if (ex->notifies.data == NULL || ex->notifies.len == 0)
+		return;
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		p = ex->notifies.data;
+		end = p + ex->notifies.len;
+		while (p < end)
+		{
+			const char *channel = p;
+			const char *payload = channel + strlen(channel) + 1;
+
+			if (payload >= end)
+				break;
+			Async_Notify(channel, payload);
+			p = payload + strlen(payload) + 1;
+		}
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+	}
+	PG_END_TRY();
+	resetStringInfo(&ex->notifies);
+	if (ex->notifies.maxlen > 1024 * 1024)
+	{
+		pfree(ex->notifies.data);
+		ex->notifies.data = NULL;
+	}
+}
+
+/*
  * relay_drain reads what executor i has sent, without waiting, storing
  * lines in batches.  Returns false when the queue is detached.
  */
@@ -400,6 +447,16 @@ relay_drain(int i)
 							 "log", message, js[0] ? js : NULL);
 					break;
 				}
+			case SP_MSG_NOTIFY:
+				if (ex->notifies.data == NULL)
+				{
+					MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+					initStringInfo(&ex->notifies);
+					MemoryContextSwitchTo(old);
+				}
+				appendBinaryStringInfo(&ex->notifies, data, nbytes);
+				break;
 			case SP_MSG_SYNC:
 				if (nbytes >= sizeof(uint64))
 					memcpy(&ex->ack_pending, data, sizeof(uint64));
@@ -412,6 +469,7 @@ relay_drain(int i)
 			store_lines(i);
 	}
 	store_lines(i);
+	send_notifies(ex);
 	return true;
 }
 
@@ -481,6 +539,7 @@ reap_executor(int i, const char *reason)
 
 	if (ex->mqh != NULL)
 		(void) relay_drain(i);
+	send_notifies(ex);
 	if (ex->seg != NULL)
 		dsm_detach(ex->seg);
 	if (ex->handle != NULL)

@@ -476,6 +476,19 @@ sp_deferred_log(PG_FUNCTION_ARGS)
 }
 
 /*
+ * announce(channel, payload) sends a notification at commit; see
+ * sp_announce.
+ */
+PG_FUNCTION_INFO_V1(sp_announce_sql);
+Datum
+sp_announce_sql(PG_FUNCTION_ARGS)
+{
+	sp_announce(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+				text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	PG_RETURN_VOID();
+}
+
+/*
  * worker_status() lists the launcher and the executors of the pool with
  * what each one is doing and since when.
  */

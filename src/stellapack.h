@@ -33,6 +33,7 @@ extern char *sp_tenant;
 #define SP_MSG_CONTEXT		'C'		/* run id + job name: lines that follow */
 #define SP_MSG_LOG			'L'		/* an explicit stellapack.log() line */
 #define SP_MSG_SYNC			'Z'		/* ack once everything before is stored */
+#define SP_MSG_NOTIFY		'A'		/* channel + payload to NOTIFY, committed */
 
 typedef enum SpSlotState
 {
@@ -83,6 +84,8 @@ extern Oid	sp_job_role;
 extern bool sp_in_job(pg_uuid_t *run_id, const char **job);
 extern void sp_executor_send(char msgtype, const char *data, Size len);
 extern void sp_defer_log(const char *message, const char *data_json);
+extern bool sp_is_executor;
+extern void sp_announce(const char *channel, const char *payload);
 
 /* launcher.c */
 extern PGDLLEXPORT void sp_supervisor_main(Datum arg);

@@ -259,7 +259,7 @@ sp_log_store(pg_uuid_t *run_id, SpLogLine *lines, int n)
 		char	   *payload = sp_notify_payload(run_text, last - n + 1 + i,
 												ts_text, &lines[i]);
 
-		Async_Notify(channel, payload);
+		sp_announce(channel, payload);
 		pfree(payload);
 	}
 

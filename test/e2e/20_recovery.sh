@@ -7,7 +7,7 @@ plan 12
 q "CREATE TABLE IF NOT EXISTS public.e2e_rec (run uuid, job text)" >/dev/null
 q "GRANT ALL ON public.e2e_rec TO PUBLIC" >/dev/null
 q "SELECT stellapack.pack_register('e2e-rec', '{\"jobs\": [
-	{\"name\": \"slow\", \"retries\": 1, \"retry_delay\": \"100ms\", \"command\": \"INSERT INTO public.e2e_rec SELECT (stellapack_internal.current_job()).run_id, ''slow''; SELECT pg_sleep(CASE WHEN (SELECT count(*) FROM stellapack.job_attempts a WHERE a.run_id = (stellapack_internal.current_job()).run_id) = 0 THEN 60 ELSE 0 END)\"},
+	{\"name\": \"slow\", \"retries\": 1, \"retry_delay\": \"100ms\", \"command\": \"INSERT INTO public.e2e_rec SELECT (stellapack_internal.current_job()).run_id, ''slow''; SELECT pg_sleep(CASE WHEN (SELECT count(*) FROM stellapack.job_attempts a WHERE a.run_id = (stellapack_internal.current_job()).run_id AND a.status <> ''running'') = 0 THEN 60 ELSE 0 END)\"},
 	{\"name\": \"after\", \"needs\": [\"slow\"], \"command\": \"INSERT INTO public.e2e_rec SELECT (stellapack_internal.current_job()).run_id, ''after''\"}]}')" >/dev/null
 q "SELECT stellapack.pack_register('e2e-rec-once', '{\"jobs\": [{\"name\": \"slow\", \"command\": \"SELECT pg_sleep(60)\"}]}')" >/dev/null
 
