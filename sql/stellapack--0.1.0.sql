@@ -10,6 +10,9 @@
 
 \echo Use "CREATE EXTENSION stellapack" to load this file. \quit
 
+-- Both schemas belong to the extension, so that DROP EXTENSION removes
+-- everything it created.
+CREATE SCHEMA stellapack;
 CREATE SCHEMA stellapack_internal;
 REVOKE ALL ON SCHEMA stellapack_internal FROM PUBLIC;
 

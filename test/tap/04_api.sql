@@ -107,7 +107,7 @@ SELECT matches(pg_temp.err($$SELECT * FROM stellapack.pack_run_start(pack := 'sh
 COMMIT;
 
 -- volatility matches what each function does (GET needs STABLE)
-SELECT is(array_agg(p.proname::text ORDER BY p.proname), ARRAY['artifact_get', 'current_tenant', 'input', 'pack_get', 'pack_run_channel', 'pack_run_logs', 'queue_channel'],
+SELECT is(array_agg(p.proname::text ORDER BY p.proname), ARRAY['about', 'artifact_get', 'current_tenant', 'input', 'pack_get', 'pack_run_channel', 'pack_run_logs', 'queue_channel'],
 	'the functions that only read are STABLE or IMMUTABLE')
   FROM pg_proc p WHERE p.pronamespace = 'stellapack'::regnamespace AND p.provolatile IN ('s', 'i');
 SELECT is((SELECT count(*)::int FROM pg_proc p WHERE p.pronamespace = 'stellapack'::regnamespace AND p.prosecdef
