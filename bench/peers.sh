@@ -148,6 +148,7 @@ steps=(
 
 failed=()
 timings="{}"
+loads="{}"
 for entry in "${steps[@]}"; do
   name=${entry%%:*}
   command=${entry#*:}
@@ -163,13 +164,15 @@ for entry in "${steps[@]}"; do
   fi
   t1=$(date +%s.%N)
   dt=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+  load1=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo null)
   timings=$(node -e 'const t=JSON.parse(process.argv[1]); t[process.argv[2]]=Number(process.argv[3]); console.log(JSON.stringify(t))' "$timings" "$name" "$dt")
-  say "step $name took ${dt}s"
+  loads=$(node -e 'const t=JSON.parse(process.argv[1]); t[process.argv[2]]=Number(process.argv[3]); console.log(JSON.stringify(t))' "$loads" "$name" "$load1")
+  say "step $name took ${dt}s (1-minute load average after it: $load1)"
 done
 
 elapsed=$(($(date +%s) - started_s))
 failed_json=$(printf '%s\n' "${failed[@]+"${failed[@]}"}" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.stringify(s.split("\n").filter(Boolean))))')
-write_meta "{\"finished_at\": \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\", \"elapsed_s\": $elapsed, \"step_seconds\": $timings, \"failed_steps\": $failed_json, \"loadavg_end\": $(node -p 'JSON.stringify(require("os").loadavg().map(x => +x.toFixed(2)))')}"
+write_meta "{\"finished_at\": \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\", \"elapsed_s\": $elapsed, \"step_seconds\": $timings, \"step_load1_after\": $loads, \"failed_steps\": $failed_json, \"loadavg_end\": $(node -p 'JSON.stringify(require("os").loadavg().map(x => +x.toFixed(2)))')}"
 
 say "done in ${elapsed}s; $(wc -l <"$BENCH_OUT") figures in $BENCH_OUT"
 if [ ${#failed[@]} -gt 0 ]; then

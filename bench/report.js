@@ -324,6 +324,7 @@ function main() {
   }
   const server = meta.server && meta.server.version ? meta.server : liveServerInfo();
   const run = meta.peers || {};
+  const mode = run.mode || process.env.BENCH_MODE || null;
   const m = machine();
   const versions = packageVersions(__dirname);
   const command = opts.command || run.command || 'not recorded';
@@ -365,7 +366,7 @@ function main() {
     rows.push(['Peer packages', Object.entries(versions).map(([k, v]) => `${k} ${v}`).join(', ')]);
   }
   rows.push(['Measured', measuredAt]);
-  if (run.mode) rows.push(['Mode', `${run.mode} (repetitions per figure: ${repsOf(byName)})`]);
+  if (mode) rows.push(['Mode', `${mode} (repetitions per figure: ${repsOf(byName)})`]);
   if (run.loadavg_start) {
     rows.push([
       'Load average (1, 5, 15 min)',
@@ -373,7 +374,12 @@ function main() {
     ]);
   }
   if (run.elapsed_s !== undefined) {
-    const steps = run.step_seconds ? Object.entries(run.step_seconds).map(([k, v]) => `${k} ${v} s`).join(', ') : '';
+    const loads = run.step_load1_after || {};
+    const steps = run.step_seconds
+      ? Object.entries(run.step_seconds)
+          .map(([k, v]) => `${k}: ${v} s` + (Number.isFinite(loads[k]) ? `, load after ${loads[k]}` : ''))
+          .join('; ')
+      : '';
     rows.push(['Peers and raw steps', `${run.elapsed_s} s in all${steps ? ` (${steps})` : ''}`]);
   }
   if (run.failed_steps && run.failed_steps.length) rows.push(['Failed steps', run.failed_steps.join(', ')]);
@@ -492,7 +498,7 @@ function main() {
   const tput = [...byName.values()]
     .filter((f) => f.group === 'throughput' && Number.isFinite(f.median))
     .sort((a, b) => rank(a) - rank(b) || orderOf(a.name, expectedNames) - orderOf(b.name, expectedNames));
-  const chart = drawChart(tput, pngPath, `Throughput, ${run.mode || 'unknown'} mode (green: stellapack, grey: raw PostgreSQL, blue: peers)`);
+  const chart = drawChart(tput, pngPath, `Throughput, ${mode || 'unknown'} mode (green: stellapack, grey: raw PostgreSQL, blue: peers)`);
   if (chart.ok) {
     const rel = path.relative(path.dirname(mdPath), pngPath).split(path.sep).join('/');
     md.push(`![Throughput figures: median as bars, min–max as whiskers](${rel})`);

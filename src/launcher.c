@@ -666,7 +666,14 @@ sp_launcher_main(Datum arg)
 		{
 			if (recovered)
 			{
+				/* the extension was dropped: stop the pool, and remove the
+				 * pg_cron jobs of its schedules, which would fail from now */
 				stop_all_executors();
+				(void) run_sql_in_xact(
+					"DO $$BEGIN IF to_regclass('cron.job') IS NOT NULL THEN"
+					" PERFORM cron.unschedule(jobid) FROM cron.job"
+					" WHERE jobname LIKE 'stellapack:%' AND"
+					" database = current_database(); END IF; END$$");
 				recovered = false;
 			}
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT |

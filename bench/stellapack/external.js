@@ -1,0 +1,118 @@
+'use strict';
+// stellapack external job throughput: claim-execute-complete cycles per
+// second for no-op external jobs, 4 runner connections in one node process.
+//
+//   node stellapack/external.js   -> stellapack_external_jobs_per_s          (max_jobs = 1)
+//                                    stellapack_external_batched_jobs_per_s  (max_jobs = 50)
+//
+// The jobs come from runs of a pack of 20 external jobs in queue "bench"
+// (max_parallel 20), all started in one transaction beforehand.  Each runner
+// loops: job_claim(worker, '{bench}', max_jobs), then job_complete(lease,
+// true) for each job it got, until every job has been claimed.  Timed from
+// the first claim sent to the last completion returned.
+
+const S = require('./common');
+const { B } = S;
+
+const PACK = 'bench-ext20';
+const JOBS_PER_RUN = 20;
+const RUNNERS = 4;
+
+const CLAIM = {
+  name: 'sp_claim',
+  text: "SELECT lease_id FROM stellapack.job_claim(worker => $1, queues => '{bench}', max_jobs => $2)",
+};
+const COMPLETE = {
+  name: 'sp_complete',
+  text: 'SELECT status FROM stellapack.job_complete(lease_id => $1, succeeded => true)',
+};
+
+async function measureExternal(admin, runners, jobs, maxJobs) {
+  const runs = Math.ceil(jobs / JOBS_PER_RUN);
+  const total = runs * JOBS_PER_RUN;
+  const { ids } = await S.startRuns(admin, PACK, runs);
+  let claimed = 0;
+  let empty = 0;
+  let tLast = 0;
+  const t0 = B.now();
+  await Promise.all(
+    runners.map(async (c, k) => {
+      const worker = `bench-runner-${k + 1}`;
+      while (claimed < total) {
+        const r = await c.query({ ...CLAIM, values: [worker, maxJobs] });
+        if (r.rows.length === 0) {
+          // nothing claimable for this runner right now (another holds the
+          // rest); the loop ends when every job has been claimed
+          empty++;
+          continue;
+        }
+        claimed += r.rows.length;
+        for (const row of r.rows) {
+          const done = await c.query({ ...COMPLETE, values: [row.lease_id] });
+          if (done.rows[0].status !== 'succeeded') throw new Error(`job of lease ${row.lease_id} is ${done.rows[0].status}`);
+        }
+        tLast = B.now();
+      }
+    }),
+  );
+  const elapsed = tLast - t0;
+  if (claimed !== total) throw new Error(`${claimed} jobs claimed, expected ${total}`);
+  await S.waitRuns(admin, ids, '30 s');
+  const { rows } = await admin.query(
+    "SELECT count(*) FILTER (WHERE status = 'succeeded' AND attempt = 1)::int AS ok FROM stellapack_internal.job_run WHERE run_id = ANY ($1::uuid[])",
+    [ids],
+  );
+  if (rows[0].ok !== total) throw new Error(`${rows[0].ok} of ${total} external jobs succeeded at attempt 1`);
+  return { rate: (total / elapsed) * 1000, total, elapsed, empty };
+}
+
+async function main() {
+  const JOBS = B.param('sp_external_jobs', 5000, 20000);
+  const admin = await S.connect();
+  const runners = [];
+  try {
+    for (let i = 0; i < RUNNERS; i++) runners.push(await S.connect({ application_name: 'stellapack-bench-runner' }));
+    await S.resetRuns(admin);
+    const jobs = [];
+    for (let i = 1; i <= JOBS_PER_RUN; i++) {
+      jobs.push({ name: `x${String(i).padStart(2, '0')}`, kind: 'external', queue: 'bench', spec: { command: ['true'] } });
+    }
+    await S.registerPack(admin, PACK, { max_parallel: 20, jobs });
+
+    for (const [name, maxJobs] of [
+      ['stellapack_external_jobs_per_s', 1],
+      ['stellapack_external_batched_jobs_per_s', 50],
+    ]) {
+      await measureExternal(admin, runners, 200, maxJobs); // warm-up
+      const values = [];
+      let total = 0;
+      for (let r = 0; r < B.REPS; r++) {
+        await S.resetRuns(admin);
+        await B.settle(admin, S.RUN_TABLES);
+        const m = await measureExternal(admin, runners, JOBS, maxJobs);
+        total = m.total;
+        B.log(
+          `external max_jobs=${maxJobs} rep ${r + 1}/${B.REPS}: ${m.total} jobs in ${m.elapsed.toFixed(0)} ms = ` +
+            `${m.rate.toFixed(0)} jobs/s (${m.empty} empty claims)`,
+        );
+        values.push(m.rate);
+      }
+      B.emit({
+        name,
+        group: 'throughput',
+        unit: 'jobs/s',
+        values,
+        better: 'higher',
+        note:
+          `${total} no-op external jobs (runs of a ${JOBS_PER_RUN}-job pack, queue bench, max_parallel 20, started ` +
+          `beforehand in one transaction); ${RUNNERS} node connections each looping job_claim(max_jobs => ${maxJobs}) ` +
+          'then job_complete(succeeded => true) per job; from the first claim to the last completion',
+      });
+    }
+  } finally {
+    for (const c of runners) await c.end().catch(() => {});
+    await admin.end();
+  }
+}
+
+if (require.main === module) B.main(main);
