@@ -193,6 +193,8 @@ CREATE TABLE stellapack_internal.job_run (
 	PRIMARY KEY (run_id, job)
 );
 CREATE INDEX job_run_id ON stellapack_internal.job_run (id);
+CREATE INDEX job_run_ready ON stellapack_internal.job_run (run_id, ordinal)
+	WHERE status = 'queued' AND not_before IS NULL;
 CREATE INDEX job_run_external ON stellapack_internal.job_run (queue, ordinal)
 	WHERE status = 'queued' AND kind = 'external' AND not_before IS NULL;
 CREATE INDEX job_run_lease ON stellapack_internal.job_run (lease_id)
@@ -308,31 +310,42 @@ CREATE FUNCTION stellapack_internal.ms(bigint) RETURNS interval
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT $1 * interval '1 millisecond' $$;
 
--- One system line in a run's log.
+-- One system line in a run's log.  (plpgsql, not SQL: a SQL function
+-- called with PERFORM is planned again on every call.)
 CREATE FUNCTION stellapack_internal.syslog(p_run uuid, p_job text,
 	p_level text, p_message text, p_data jsonb)
-RETURNS bigint LANGUAGE sql VOLATILE
+RETURNS bigint LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT stellapack_internal.log_append(p_run, ARRAY[p_job],
-		ARRAY[p_level], ARRAY['system'], ARRAY[p_message], ARRAY[p_data])
+BEGIN
+	RETURN stellapack_internal.log_append(p_run, ARRAY[p_job],
+		ARRAY[p_level], ARRAY['system'], ARRAY[p_message], ARRAY[p_data]);
+END
 $$;
 
 -- A run or job state change, for dashboards following every run.
 CREATE FUNCTION stellapack_internal.event(p_run uuid, p_job text,
 	p_status text, p_tenant text)
-RETURNS void LANGUAGE sql VOLATILE
+RETURNS void LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT stellapack_internal.announce('stellapack_events',
+BEGIN
+	PERFORM stellapack_internal.announce('stellapack_events',
 		json_build_object('run', p_run, 'job', p_job, 'status', p_status,
-						  'tenant', p_tenant)::text)
+						  'tenant', p_tenant)::text);
+END
 $$;
 
+-- A queue's LISTEN channel: "stellapack_queue_" and the queue name, or,
+-- when that would pass the 63-byte limit of channel names,
+-- "stellapack_q_" and the md5 of the name.
 CREATE FUNCTION stellapack.queue_channel(queue text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT 'stellapack_queue_' || queue $$;
+AS $$
+	SELECT CASE WHEN octet_length(queue) <= 46 THEN 'stellapack_queue_' || queue
+				ELSE 'stellapack_q_' || md5(queue) END
+$$;
 
 CREATE FUNCTION stellapack_internal.run_channel(uuid) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
@@ -1167,7 +1180,8 @@ BEGIN
 		RAISE EXCEPTION 'artifact content must not be null'
 			USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	IF p_media_type IS NULL OR p_media_type !~ '^[\w.+-]+/[\w.+-]+' THEN
+	IF p_media_type IS NULL OR octet_length(p_media_type) > 255
+	   OR p_media_type !~ '^[\w.+-]+/[\w.+-]+' THEN
 		RAISE EXCEPTION 'invalid media type "%"', p_media_type
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
@@ -1332,7 +1346,7 @@ END
 $$;
 
 -- The job a lease holds, locked (run row, then job row), or an error the
--- runner can act on: P0002 unknown lease, 57014 the run was canceled,
+-- runner can act on: P0002 unknown lease, SP001 the run was canceled,
 -- 55000 the lease expired or the job is already finished.
 CREATE FUNCTION stellapack_internal.lease_job(p_lease uuid, p_lock bool)
 RETURNS stellapack_internal.job_run
@@ -1371,7 +1385,7 @@ BEGIN
 	END IF;
 	IF r.cancel_requested THEN
 		RAISE EXCEPTION 'run "%" was canceled', r.id
-			USING ERRCODE = 'query_canceled',
+			USING ERRCODE = 'SP001',
 				  HINT = 'Stop the work of this job; it is already finished.';
 	END IF;
 	IF j.status <> 'running' OR j.lease_id IS DISTINCT FROM p_lease THEN

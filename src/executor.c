@@ -106,27 +106,56 @@ sp_in_job(pg_uuid_t *run_id, const char **job)
 }
 
 /*
+ * relay_send sends one message to the relay, blocking while the queue is
+ * full.  It never raises an error itself (it runs inside error reporting,
+ * through counting_putmessage): it returns false, and remembers, when the
+ * relay is gone.
+ */
+static bool relay_lost = false;
+static pid_t my_launcher = 0;	/* the launcher whose relay reads our queue */
+
+static bool
+relay_send(char msgtype, const char *data, Size len)
+{
+	shm_mq_iovec iov[2];
+
+	if (relay_lost)
+		return false;
+	iov[0].data = &msgtype;
+	iov[0].len = 1;
+	iov[1].data = data;
+	iov[1].len = len;
+	if (shm_mq_sendv(relay_mqh, iov, 2, false, true) == SHM_MQ_DETACHED)
+	{
+		relay_lost = true;
+		return false;
+	}
+	return true;
+}
+
+/* relay_required stops the executor once its relay is gone */
+static void
+relay_required(void)
+{
+	if (relay_lost)
+		ereport(FATAL,
+				(errcode(ERRCODE_ADMIN_SHUTDOWN),
+				 errmsg("stellapack executor lost its relay")));
+}
+
+/*
  * send_context tells the relay, before the first line a job sends, which
  * run and job the lines that follow belong to.
  */
 static void
 send_context(void)
 {
-	shm_mq_iovec iov[2];
-	char		type = SP_MSG_CONTEXT;
 	char		buf[UUID_LEN + SP_JOB_NAME_LEN];
 	int			len;
 
 	memcpy(buf, current.run_id.data, UUID_LEN);
 	len = strlcpy(buf + UUID_LEN, current.job, SP_JOB_NAME_LEN);
-	iov[0].data = &type;
-	iov[0].len = 1;
-	iov[1].data = buf;
-	iov[1].len = UUID_LEN + len + 1;
-	if (shm_mq_sendv(relay_mqh, iov, 2, false, true) == SHM_MQ_DETACHED)
-		ereport(FATAL,
-				(errcode(ERRCODE_ADMIN_SHUTDOWN),
-				 errmsg("stellapack executor lost its relay")));
+	(void) relay_send(SP_MSG_CONTEXT, buf, UUID_LEN + len + 1);
 	context_sent = true;
 }
 
@@ -138,6 +167,8 @@ send_context(void)
 static int
 counting_putmessage(char msgtype, const char *s, size_t len)
 {
+	if (relay_lost)
+		return 0;
 	if (in_job && !context_sent)
 		send_context();
 	sent_this_job++;
@@ -147,6 +178,8 @@ counting_putmessage(char msgtype, const char *s, size_t len)
 static void
 counting_putmessage_noblock(char msgtype, const char *s, size_t len)
 {
+	if (relay_lost)
+		return;
 	if (in_job && !context_sent)
 		send_context();
 	sent_this_job++;
@@ -161,19 +194,11 @@ counting_putmessage_noblock(char msgtype, const char *s, size_t len)
 void
 sp_executor_send(char msgtype, const char *data, Size len)
 {
-	shm_mq_iovec iov[2];
-
 	Assert(in_job);
 	if (!context_sent)
 		send_context();
-	iov[0].data = &msgtype;
-	iov[0].len = 1;
-	iov[1].data = data;
-	iov[1].len = len;
-	if (shm_mq_sendv(relay_mqh, iov, 2, false, true) == SHM_MQ_DETACHED)
-		ereport(FATAL,
-				(errcode(ERRCODE_ADMIN_SHUTDOWN),
-				 errmsg("stellapack executor lost its relay")));
+	if (!relay_send(msgtype, data, len))
+		relay_required();
 	sent_this_job++;
 }
 
@@ -183,30 +208,30 @@ sp_executor_send(char msgtype, const char *data, Size len)
 static void
 relay_sync(void)
 {
-	shm_mq_iovec iov[2];
-	char		type = SP_MSG_SYNC;
 	uint64		token;
 
 	if (sent_this_job == 0)
 		return;
 	token = ++sync_token;
-	iov[0].data = &type;
-	iov[0].len = 1;
-	iov[1].data = (char *) &token;
-	iov[1].len = sizeof(token);
-	if (shm_mq_sendv(relay_mqh, iov, 2, false, true) == SHM_MQ_DETACHED)
-		ereport(FATAL,
-				(errcode(ERRCODE_ADMIN_SHUTDOWN),
-				 errmsg("stellapack executor lost its relay")));
+	if (!relay_send(SP_MSG_SYNC, (const char *) &token, sizeof(token)))
+		relay_required();
 	for (;;)
 	{
 		uint64		ack;
 
+		pid_t		launcher;
+
 		SpinLockAcquire(&sp_shared->mutex);
 		ack = sp_shared->slots[my_slot].sync_ack;
+		launcher = sp_shared->launcher_pid;
 		SpinLockRelease(&sp_shared->mutex);
 		if (ack >= token)
 			break;
+		if (launcher != my_launcher)
+		{
+			relay_lost = true;
+			relay_required();
+		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT |
 						 WL_EXIT_ON_PM_DEATH, 1000, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
@@ -272,19 +297,10 @@ announce_reset(void)
 static void
 announce_flush(void)
 {
-	shm_mq_iovec iov[2];
-	char		type = SP_MSG_NOTIFY;
-
 	if (!announcements_ready || announcements.len == 0)
 		return;
-	iov[0].data = &type;
-	iov[0].len = 1;
-	iov[1].data = announcements.data;
-	iov[1].len = announcements.len;
-	if (shm_mq_sendv(relay_mqh, iov, 2, false, true) == SHM_MQ_DETACHED)
-		ereport(FATAL,
-				(errcode(ERRCODE_ADMIN_SHUTDOWN),
-				 errmsg("stellapack executor lost its relay")));
+	if (!relay_send(SP_MSG_NOTIFY, announcements.data, announcements.len))
+		relay_required();
 	resetStringInfo(&announcements);
 	/* keep a huge batch from pinning memory for the executor's life */
 	if (announcements.maxlen > 1024 * 1024)
@@ -671,6 +687,7 @@ sp_executor_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 
 	SpinLockAcquire(&sp_shared->mutex);
+	my_launcher = sp_shared->launcher_pid;
 	sp_shared->slots[my_slot].pid = MyProcPid;
 	sp_shared->slots[my_slot].proc = MyProc;
 	sp_shared->slots[my_slot].state = SP_SLOT_STARTING;

@@ -50,6 +50,7 @@ typedef struct SpPendingCancel
 {
 	pg_uuid_t	run_id;
 	char		job[SP_JOB_NAME_LEN];
+	int			nest_level;		/* subtransaction that asked for it */
 } SpPendingCancel;
 
 static bool xact_callback_registered = false;
@@ -63,6 +64,8 @@ void		_PG_init(void);
 static void sp_shmem_request(void);
 static void sp_shmem_startup(void);
 static void sp_xact_callback(XactEvent event, void *arg);
+static void sp_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+								SubTransactionId parentSubid, void *arg);
 
 static Size
 sp_shmem_size(void)
@@ -261,12 +264,49 @@ sp_xact_callback(XactEvent event, void *arg)
 	}
 }
 
+/*
+ * sp_subxact_callback forgets the cancels asked for in a subtransaction
+ * that rolls back: its update of the run is undone, so must the signal be.
+ */
+static void
+sp_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					SubTransactionId parentSubid, void *arg)
+{
+	int			level;
+	List	   *keep = NIL;
+	ListCell   *lc;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB || pending_cancels == NIL)
+		return;
+	level = GetCurrentTransactionNestLevel();
+	foreach(lc, pending_cancels)
+	{
+		SpPendingCancel *pc = lfirst(lc);
+
+		if (pc->nest_level >= level)
+			pfree(pc);
+		else
+			keep = lappend(keep, pc);
+	}
+	list_free(pending_cancels);
+	pending_cancels = NIL;
+	if (keep != NIL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		pending_cancels = list_copy(keep);
+		MemoryContextSwitchTo(old);
+		list_free(keep);
+	}
+}
+
 static void
 sp_register_xact_callback(void)
 {
 	if (!xact_callback_registered)
 	{
 		RegisterXactCallback(sp_xact_callback, NULL);
+		RegisterSubXactCallback(sp_subxact_callback, NULL);
 		xact_callback_registered = true;
 	}
 }
@@ -308,6 +348,7 @@ sp_cancel_at_commit(PG_FUNCTION_ARGS)
 	pc = palloc0(sizeof(SpPendingCancel));
 	memcpy(&pc->run_id, PG_GETARG_UUID_P(0), sizeof(pg_uuid_t));
 	strlcpy(pc->job, text_to_cstring(PG_GETARG_TEXT_PP(1)), SP_JOB_NAME_LEN);
+	pc->nest_level = GetCurrentTransactionNestLevel();
 	pending_cancels = lappend(pending_cancels, pc);
 	MemoryContextSwitchTo(old);
 	PG_RETURN_VOID();

@@ -46,6 +46,9 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+/* what the lease functions raise when the job's run was canceled */
+#define SQLSTATE_RUN_CANCELED "SP001"
+
 typedef int64_t int64;
 
 /* Output handling */
@@ -2370,7 +2373,7 @@ handle_result(PGresult *res)
 		case REQ_HEARTBEAT:
 			if (ok)
 				job->next_heartbeat = now_ms() + lease_ms / 3;
-			else if (strcmp(result_sqlstate(res), "57014") == 0)
+			else if (strcmp(result_sqlstate(res), SQLSTATE_RUN_CANCELED) == 0)
 				abandon_job(job, KILL_CANCELED, NULL);
 			else
 				abandon_job(job, KILL_LEASE_LOST, result_error(res));
@@ -2379,7 +2382,7 @@ handle_result(PGresult *res)
 		case REQ_LOG:
 			if (ok)
 				consume_log(job, inflight.count);
-			else if (strcmp(result_sqlstate(res), "57014") == 0)
+			else if (strcmp(result_sqlstate(res), SQLSTATE_RUN_CANCELED) == 0)
 				abandon_job(job, KILL_CANCELED, NULL);
 			else if (strcmp(result_sqlstate(res), "55000") == 0 ||
 					 strcmp(result_sqlstate(res), "P0002") == 0)

@@ -86,6 +86,7 @@ SELECT is(status, 'canceled', 'a canceled run ends canceled')
   FROM stellapack.pack_run_wait(:'r4', '20 s');
 SELECT is((SELECT array_agg(status ORDER BY ordinal) FROM stellapack.job_runs WHERE run_id = :'r4'),
 	ARRAY['canceled', 'canceled'], 'the running job was stopped and the other never started');
+SELECT pg_sleep(0.3) IS NOT NULL AS slept \gset
 SELECT is((SELECT count(*)::int FROM stellapack.workers WHERE state = 'running' AND run_id = :'r4'), 0,
 	'no executor still runs the canceled job');
 SELECT is((stellapack.pack_run_cancel(:'r4')).status, 'canceled', 'canceling a finished run changes nothing');

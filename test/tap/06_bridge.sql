@@ -1,0 +1,104 @@
+-- The task runner bridge through SQL alone: claim, heartbeat, log,
+-- artifact, complete; a pack mixing sql and external jobs; leases that
+-- expire; stale leases refused.
+\set ON_ERROR_STOP 1
+SET client_min_messages = warning;
+SELECT plan(26);
+
+CREATE FUNCTION pg_temp.err(sql text) RETURNS text LANGUAGE plpgsql AS $f$
+BEGIN
+	EXECUTE sql;
+	RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+	RETURN SQLSTATE || ': ' || SQLERRM;
+END
+$f$;
+-- poll until a condition holds (each check sees what has committed since)
+CREATE FUNCTION pg_temp.wait_for(cond text, seconds int DEFAULT 20) RETURNS boolean
+LANGUAGE plpgsql AS $f$
+DECLARE
+	ok boolean;
+BEGIN
+	FOR i IN 1 .. seconds * 20 LOOP
+		EXECUTE 'SELECT ' || cond INTO ok;
+		IF ok THEN
+			RETURN true;
+		END IF;
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+	RETURN false;
+END
+$f$;
+CREATE TABLE public.tap_bridge (run uuid, job text);
+GRANT ALL ON public.tap_bridge TO PUBLIC;
+
+-- sql -> external -> sql, with needs across kinds
+SELECT stellapack.pack_register('tap-mixed', $m${"jobs": [
+	{"name": "before", "command": "INSERT INTO public.tap_bridge SELECT (stellapack_internal.current_job()).run_id, 'before'"},
+	{"name": "outside", "kind": "external", "queue": "tap-q", "spec": {"command": ["true"]}, "needs": ["before"]},
+	{"name": "after", "command": "INSERT INTO public.tap_bridge SELECT (stellapack_internal.current_job()).run_id, 'after'", "needs": ["outside"]}]}$m$) IS NOT NULL AS r \gset
+SELECT id AS run FROM stellapack.pack_run_start('tap-mixed', inputs => '{"x": 7}') \gset
+SELECT is((SELECT count(*)::int FROM stellapack.job_claim('tap-w', ARRAY['tap-q'])), 0,
+	'the external job cannot be claimed before the job it needs has run');
+SELECT pg_temp.wait_for(format('EXISTS (SELECT FROM stellapack.job_runs WHERE run_id = %L AND job = ''outside'' AND status = ''queued'')', :'run')) AS w \gset
+SELECT * FROM stellapack.job_claim(worker => 'tap-w', queues => ARRAY['tap-q'], lease => '30 s') \gset c_
+SELECT is(:'c_job'::text, 'outside', 'job_claim returns the external job once its needs are met');
+SELECT is(:'c_run_id'::uuid, :'run'::uuid, 'with its run id');
+SELECT is(:'c_spec'::jsonb, '{"command": ["true"]}'::jsonb, 'its spec');
+SELECT is(:'c_inputs'::jsonb, '{"x": 7}'::jsonb, 'the run inputs');
+SELECT is(:'c_attempt'::int, 1, 'and attempt 1');
+SELECT is((SELECT count(*)::int FROM stellapack.job_claim('tap-w2', ARRAY['tap-q'])), 0,
+	'a claimed job is not given to another runner');
+SELECT ok(stellapack.job_heartbeat(:'c_lease_id') > :'c_lease_expires_at'::timestamptz,
+	'job_heartbeat extends the lease');
+SELECT ok(stellapack.job_heartbeat(:'c_lease_id', '2 minutes') > now() + interval '100 s',
+	'job_heartbeat takes an explicit extension');
+SELECT ok(stellapack.pack_run_log_append(:'c_lease_id', 'out line') > 0, 'pack_run_log_append returns the seq');
+SELECT stellapack.pack_run_log_append_many(:'c_lease_id', ARRAY['e1', 'e2'], ARRAY['stderr', 'stdout']) AS last_seq \gset
+SELECT is(:'last_seq'::bigint, (SELECT max(seq) FROM stellapack.pack_run_log WHERE run_id = :'run'),
+	'the batch form returns the last seq');
+SELECT is((SELECT string_agg(stream || ':' || message, ',' ORDER BY seq) FROM stellapack.pack_run_log
+			WHERE run_id = :'run' AND job = 'outside' AND stream <> 'system'),
+	'stdout:out line,stderr:e1,stdout:e2', 'runner lines are in the run log in order with their streams');
+SELECT is((stellapack.artifact_put(lease_id => :'c_lease_id', name => 'r.txt', content => 'hi'::bytea)).size, 2::bigint,
+	'a runner stores an artifact through its lease');
+SELECT is((stellapack.job_complete(:'c_lease_id', true, '{"exit_code": 0}')).status, 'succeeded',
+	'job_complete returns the job_runs row');
+SELECT is(pg_temp.err(format('SELECT stellapack.job_complete(%L, true)', :'c_lease_id')),
+	format('55000: lease "%s" has ended', :'c_lease_id'), 'a second completion is refused');
+SELECT is(pg_temp.err(format('SELECT stellapack.pack_run_log_append(%L, %L)', :'c_lease_id', 'late')),
+	format('55000: lease "%s" has ended', :'c_lease_id'), 'a finished lease cannot log');
+SELECT is(status, 'completed', 'the mixed run completes')
+  FROM stellapack.pack_run_wait(:'run', '20 s');
+SELECT is((SELECT string_agg(job, ',' ORDER BY job) FROM public.tap_bridge WHERE run = :'run'), 'after,before',
+	'the SQL jobs on both sides of the external job ran once each');
+
+-- a lease that expires: attempt 2, then failed
+SELECT stellapack.pack_register('tap-lease', '{"jobs": [{"name": "x", "kind": "external", "queue": "tap-l", "retries": 1, "retry_delay": "100ms"}]}') IS NOT NULL AS r \gset
+SELECT id AS lrun FROM stellapack.pack_run_start('tap-lease') \gset
+SELECT lease_id AS l1 FROM stellapack.job_claim('tap-w', ARRAY['tap-l'], lease => '1 s') \gset
+SELECT pg_temp.wait_for(format('EXISTS (SELECT FROM stellapack.job_runs WHERE run_id = %L AND status = ''queued'' AND not_before IS NULL AND attempt = 1)', :'lrun')) AS w \gset
+SELECT attempt AS a2, lease_id AS l2 FROM stellapack.job_claim('tap-w', ARRAY['tap-l'], lease => '1 s') \gset
+SELECT is(:'a2'::int, 2, 'an expired lease returns the job to the queue as attempt 2');
+SELECT is(left(pg_temp.err(format('SELECT stellapack.job_complete(%L, true)', :'l1')), 5), '55000',
+	'the stale lease cannot complete the job');
+SELECT is(left(pg_temp.err(format('SELECT stellapack.pack_run_log_append(%L, %L)', :'l1', 'x')), 5), '55000',
+	'the stale lease cannot log');
+SELECT is(status, 'failed', 'when the second lease expires too, the run fails')
+  FROM stellapack.pack_run_wait(:'lrun', '20 s');
+SELECT is((SELECT error FROM stellapack.job_runs WHERE run_id = :'lrun'), 'the lease of the runner expired',
+	'the job says its lease expired');
+SELECT is((SELECT string_agg(status, ',' ORDER BY attempt) FROM stellapack.job_attempts WHERE run_id = :'lrun'),
+	'failed,failed', 'both attempts are visible');
+
+-- errors a runner acts on
+SELECT is(left(pg_temp.err($$SELECT stellapack.job_heartbeat('00000000-0000-0000-0000-000000000000')$$), 5), 'P0002',
+	'an unknown lease is "not found"');
+SELECT stellapack.pack_register('tap-cancel-ext', '{"jobs": [{"name": "x", "kind": "external", "queue": "tap-c"}]}') IS NOT NULL AS r \gset
+SELECT id AS crun FROM stellapack.pack_run_start('tap-cancel-ext') \gset
+SELECT lease_id AS cl FROM stellapack.job_claim('tap-w', ARRAY['tap-c']) \gset
+SELECT stellapack.pack_run_cancel(:'crun') IS NOT NULL AS c \gset
+SELECT is(left(pg_temp.err(format('SELECT stellapack.job_heartbeat(%L)', :'cl')), 5), 'SP001',
+	'the heartbeat of a canceled run says so with SP001');
+
+SELECT * FROM finish();
