@@ -153,7 +153,26 @@ const fmt = (x, unit) => (x === null || x === undefined ? '-' : unit === 'ms' ? 
 const w = Math.max(...[...last.keys()].map((k) => k.length));
 console.log(`${'figure'.padEnd(w)}  ${'median'.padStart(10)}  ${'min'.padStart(10)}  ${'max'.padStart(10)}  unit`);
 for (const r of last.values()) {
+  if (r.name.startsWith('growth_')) continue;
   console.log(`${r.name.padEnd(w)}  ${fmt(r.median, r.unit).padStart(10)}  ${fmt(r.min, r.unit).padStart(10)}  ${fmt(r.max, r.unit).padStart(10)}  ${r.unit}`);
+}
+// the growth figures as one table: metric by stored log lines
+const growth = new Map();
+const sizes = new Set();
+for (const r of last.values()) {
+  const m = /^growth_(.+)_at_(1e\d+)_lines$/.exec(r.name);
+  if (!m) continue;
+  if (!growth.has(m[1])) growth.set(m[1], { unit: r.unit, at: {} });
+  growth.get(m[1]).at[m[2]] = r.median;
+  sizes.add(m[2]);
+}
+if (growth.size) {
+  const cols = [...sizes].sort((a, b) => Number(a) - Number(b));
+  const gw = Math.max(...[...growth.keys()].map((k) => k.length), 'growth (stored log lines)'.length);
+  console.log(`\n${'growth (stored log lines)'.padEnd(gw)}  ${cols.map((c) => c.padStart(10)).join('  ')}  unit`);
+  for (const [k, g] of growth) {
+    console.log(`${k.padEnd(gw)}  ${cols.map((c) => fmt(g.at[c], g.unit).padStart(10)).join('  ')}  ${g.unit}`);
+  }
 }
 EOF
 if [ -f docs/performance.md ]; then

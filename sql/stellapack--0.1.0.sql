@@ -1274,6 +1274,7 @@ DECLARE
 	r stellapack_internal.run;
 	j stellapack_internal.job_run;
 	n int := 0;
+	round int;
 BEGIN
 	IF worker IS NULL OR length(worker) NOT BETWEEN 1 AND 200 THEN
 		RAISE EXCEPTION 'worker name must be 1 to 200 characters'
@@ -1288,56 +1289,65 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 
-	FOR c IN
-		SELECT jr.run_id AS rid, jr.job AS jname
-		  FROM stellapack_internal.job_run jr
-		  JOIN stellapack_internal.run rr ON rr.id = jr.run_id
-		 WHERE jr.status = 'queued' AND jr.kind = 'external'
-		   AND jr.not_before IS NULL AND jr.tenant = t
-		   AND (queues IS NULL OR jr.queue = ANY (queues))
-		   AND rr.running < rr.max_parallel
-		 ORDER BY rr.dispatched_at, jr.ordinal
-		 LIMIT max_jobs * 4
-	LOOP
-		SELECT * INTO r FROM stellapack_internal.run rr
-		 WHERE rr.id = c.rid FOR UPDATE;
-		CONTINUE WHEN r.running >= r.max_parallel OR r.cancel_requested
-			OR r.halted;
-		UPDATE stellapack_internal.job_run jr
-		   SET status = 'running', attempt = jr.attempt + 1,
-			   started_at = clock_timestamp(), finished_at = NULL,
-			   worker = job_claim.worker, lease_id = gen_random_uuid(),
-			   lease_expires_at = clock_timestamp() + lease,
-			   lease_ms = (1000 * extract(epoch FROM lease))::bigint
-		 WHERE jr.run_id = c.rid AND jr.job = c.jname
-		   AND jr.status = 'queued' AND jr.not_before IS NULL
-		RETURNING * INTO j;
-		CONTINUE WHEN NOT FOUND;
-		UPDATE stellapack_internal.run rr
-		   SET running = rr.running + 1, dispatched_at = clock_timestamp(),
-			   status = 'running',
-			   started_at = coalesce(rr.started_at, clock_timestamp())
-		 WHERE rr.id = c.rid;
-		IF r.status = 'pending' THEN
-			PERFORM stellapack_internal.event(r.id, NULL, 'running', r.tenant);
-		END IF;
-		PERFORM stellapack_internal.syslog(r.id, j.job, 'info',
-			pg_catalog.format('job "%s" started (attempt %s) on runner %s',
-							  j.job, j.attempt, j.worker),
-			jsonb_build_object('event', 'job_started', 'attempt', j.attempt));
-		PERFORM stellapack_internal.event(r.id, j.job, 'running', r.tenant);
+	-- Up to three rounds: candidates are read without locks, in the order
+	-- of the queue index (each run's first jobs before anyone's later
+	-- ones), then their runs are locked in run id order, the same order
+	-- for every claimer, so that claimers never deadlock; a job another
+	-- runner took in between is passed over.
+	FOR round IN 1 .. 3 LOOP
+		FOR c IN
+			SELECT cand.rid, cand.jname FROM (
+				SELECT jr.run_id AS rid, jr.job AS jname
+				  FROM stellapack_internal.job_run jr
+				 WHERE jr.status = 'queued' AND jr.kind = 'external'
+				   AND jr.not_before IS NULL
+				   AND (queues IS NULL OR jr.queue = ANY (queues))
+				   AND jr.tenant = t
+				 ORDER BY jr.queue, jr.ordinal
+				 LIMIT (max_jobs - n) * 4) cand
+			 ORDER BY cand.rid, cand.jname
+		LOOP
+			SELECT * INTO r FROM stellapack_internal.run rr
+			 WHERE rr.id = c.rid FOR UPDATE;
+			CONTINUE WHEN r.running >= r.max_parallel OR r.cancel_requested
+				OR r.halted;
+			UPDATE stellapack_internal.job_run jr
+			   SET status = 'running', attempt = jr.attempt + 1,
+				   started_at = clock_timestamp(), finished_at = NULL,
+				   worker = job_claim.worker, lease_id = gen_random_uuid(),
+				   lease_expires_at = clock_timestamp() + lease,
+				   lease_ms = (1000 * extract(epoch FROM lease))::bigint
+			 WHERE jr.run_id = c.rid AND jr.job = c.jname
+			   AND jr.status = 'queued' AND jr.not_before IS NULL
+			RETURNING * INTO j;
+			CONTINUE WHEN NOT FOUND;
+			UPDATE stellapack_internal.run rr
+			   SET running = rr.running + 1, dispatched_at = clock_timestamp(),
+				   status = 'running',
+				   started_at = coalesce(rr.started_at, clock_timestamp())
+			 WHERE rr.id = c.rid;
+			IF r.status = 'pending' THEN
+				PERFORM stellapack_internal.event(r.id, NULL, 'running', r.tenant);
+			END IF;
+			PERFORM stellapack_internal.syslog(r.id, j.job, 'info',
+				pg_catalog.format('job "%s" started (attempt %s) on runner %s',
+								  j.job, j.attempt, j.worker),
+				jsonb_build_object('event', 'job_started', 'attempt', j.attempt));
+			PERFORM stellapack_internal.event(r.id, j.job, 'running', r.tenant);
 
-		lease_id := j.lease_id;
-		job_run_id := j.id;
-		run_id := j.run_id;
-		job := j.job;
-		spec := j.spec;
-		inputs := r.inputs;
-		attempt := j.attempt;
-		lease_expires_at := j.lease_expires_at;
-		RETURN NEXT;
-		n := n + 1;
-		EXIT WHEN n >= max_jobs;
+			lease_id := j.lease_id;
+			job_run_id := j.id;
+			run_id := j.run_id;
+			job := j.job;
+			spec := j.spec;
+			inputs := r.inputs;
+			attempt := j.attempt;
+			lease_expires_at := j.lease_expires_at;
+			RETURN NEXT;
+			n := n + 1;
+			EXIT WHEN n >= max_jobs;
+		END LOOP;
+		EXIT WHEN n >= max_jobs OR NOT FOUND;
 	END LOOP;
 	IF n > 0 THEN
 		PERFORM stellapack_internal.wake_at_commit(0, launcher => true);
@@ -1595,7 +1605,7 @@ BEGIN
 	FOR j IN SELECT jr.run_id, jr.job, jr.kind, jr.queue
 			   FROM stellapack_internal.job_run jr
 			  WHERE jr.not_before <= clock_timestamp()
-			  ORDER BY jr.not_before LIMIT 1000
+			  ORDER BY jr.run_id, jr.job LIMIT 1000
 	LOOP
 		PERFORM 1 FROM stellapack_internal.run WHERE id = j.run_id FOR UPDATE;
 		UPDATE stellapack_internal.job_run SET not_before = NULL
@@ -1616,7 +1626,7 @@ BEGIN
 	FOR r IN SELECT id FROM stellapack_internal.run
 			  WHERE status IN ('pending', 'running') AND NOT halted
 				AND deadline <= clock_timestamp()
-			  ORDER BY deadline LIMIT 100
+			  ORDER BY id LIMIT 100
 	LOOP
 		PERFORM stellapack_internal.run_timeout(r.id);
 	END LOOP;
@@ -1625,7 +1635,7 @@ BEGIN
 	FOR j IN SELECT jr.run_id, jr.job FROM stellapack_internal.job_run jr
 			  WHERE jr.status = 'running' AND jr.kind = 'external'
 				AND jr.lease_expires_at <= clock_timestamp()
-			  ORDER BY jr.lease_expires_at LIMIT 1000
+			  ORDER BY jr.run_id, jr.job LIMIT 1000
 	LOOP
 		PERFORM stellapack_internal.job_end(j.run_id, j.job, 'failed',
 			'the lease of the runner expired', NULL, NULL);

@@ -626,7 +626,7 @@ launcher_detach(int code, Datum arg)
 void
 sp_launcher_main(Datum arg)
 {
-	bool		recovered = false;
+	volatile bool recovered = false;
 	TimestampTz next_tick = 0;
 	int			i;
 
@@ -717,7 +717,25 @@ sp_launcher_main(Datum arg)
 		SpinLockRelease(&sp_shared->mutex);
 		if (now >= next_tick)
 		{
-			char	   *nxt = run_sql_in_xact("SELECT stellapack_internal.tick()");
+			char	   *nxt = NULL;
+			MemoryContext oldcxt = CurrentMemoryContext;
+
+			/* a deadlock or a conflict is reported and tried again soon */
+			PG_TRY();
+			{
+				nxt = run_sql_in_xact("SELECT stellapack_internal.tick()");
+			}
+			PG_CATCH();
+			{
+				MemoryContextSwitchTo(oldcxt);
+				EmitErrorReport();
+				FlushErrorState();
+				AbortCurrentTransaction();
+				nxt = MemoryContextStrdup(TopMemoryContext,
+										  timestamptz_to_str(
+											  TimestampTzPlusMilliseconds(now, 100)));
+			}
+			PG_END_TRY();
 
 			if (nxt == NULL)
 				next_tick = TimestampTzPlusMilliseconds(now, 60000);

@@ -34,7 +34,7 @@ GRANT ALL ON public.tap_bridge TO PUBLIC;
 
 -- sql -> external -> sql, with needs across kinds
 SELECT stellapack.pack_register('tap-mixed', $m${"jobs": [
-	{"name": "before", "command": "INSERT INTO public.tap_bridge SELECT (stellapack_internal.current_job()).run_id, 'before'"},
+	{"name": "before", "command": "SELECT pg_sleep(0.5); INSERT INTO public.tap_bridge SELECT (stellapack_internal.current_job()).run_id, 'before'"},
 	{"name": "outside", "kind": "external", "queue": "tap-q", "spec": {"command": ["true"]}, "needs": ["before"]},
 	{"name": "after", "command": "INSERT INTO public.tap_bridge SELECT (stellapack_internal.current_job()).run_id, 'after'", "needs": ["outside"]}]}$m$) IS NOT NULL AS r \gset
 SELECT id AS run FROM stellapack.pack_run_start('tap-mixed', inputs => '{"x": 7}') \gset
