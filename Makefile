@@ -9,6 +9,7 @@ OBJS = \
 	src/sha256.o \
 	src/registry.o \
 	src/stream.o \
+	src/announce.o \
 	src/executor.o \
 	src/launcher.o
 

@@ -1289,11 +1289,12 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 
-	-- Up to three rounds: candidates are read without locks, in the order
+	-- Up to three rounds: candidates are read without locks in the order
 	-- of the queue index (each run's first jobs before anyone's later
-	-- ones), then their runs are locked in run id order, the same order
-	-- for every claimer, so that claimers never deadlock; a job another
-	-- runner took in between is passed over.
+	-- ones), taken in a random order so that concurrent runners spread
+	-- over them, and each run is locked with SKIP LOCKED: a claimer never
+	-- waits for another, so claimers can neither queue up behind one
+	-- another nor deadlock; a job another runner took is passed over.
 	FOR round IN 1 .. 3 LOOP
 		FOR c IN
 			SELECT cand.rid, cand.jname FROM (
@@ -1304,13 +1305,13 @@ BEGIN
 				   AND (queues IS NULL OR jr.queue = ANY (queues))
 				   AND jr.tenant = t
 				 ORDER BY jr.queue, jr.ordinal
-				 LIMIT (max_jobs - n) * 4) cand
-			 ORDER BY cand.rid, cand.jname
+				 LIMIT greatest(32, (max_jobs - n) * 4)) cand
+			 ORDER BY random()
 		LOOP
 			SELECT * INTO r FROM stellapack_internal.run rr
-			 WHERE rr.id = c.rid FOR UPDATE;
-			CONTINUE WHEN r.running >= r.max_parallel OR r.cancel_requested
-				OR r.halted;
+			 WHERE rr.id = c.rid FOR UPDATE SKIP LOCKED;
+			CONTINUE WHEN NOT FOUND OR r.running >= r.max_parallel
+				OR r.cancel_requested OR r.halted;
 			UPDATE stellapack_internal.job_run jr
 			   SET status = 'running', attempt = jr.attempt + 1,
 				   started_at = clock_timestamp(), finished_at = NULL,
@@ -1349,9 +1350,6 @@ BEGIN
 		END LOOP;
 		EXIT WHEN n >= max_jobs OR NOT FOUND;
 	END LOOP;
-	IF n > 0 THEN
-		PERFORM stellapack_internal.wake_at_commit(0, launcher => true);
-	END IF;
 END
 $$;
 

@@ -260,19 +260,13 @@ sp_defer_log(const char *message, const char *data_json)
 }
 
 /*
- * sp_announce queues a notification.  An executor hands it to the relay
- * once its transaction has committed (announce_flush), so that executors
- * never take the notification queue's lock, which would serialize their
- * commits; any other process notifies directly.
+ * sp_executor_announce queues a notification of the executor's current
+ * transaction; announce_flush hands it to the relay once the transaction
+ * has committed (see announce.c for why).
  */
 void
-sp_announce(const char *channel, const char *payload)
+sp_executor_announce(const char *channel, const char *payload)
 {
-	if (!sp_is_executor)
-	{
-		Async_Notify(channel, payload);
-		return;
-	}
 	if (!announcements_ready)
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);

@@ -69,6 +69,7 @@ typedef struct SpExecutor
 	StringInfoData notifies;	/* committed NOTIFYs to send: channel\0payload\0 */
 } SpExecutor;
 
+bool		sp_is_launcher = false;
 static SpExecutor *executors = NULL;
 static Oid	launcher_dboid = InvalidOid;
 static MemoryContext RelayContext = NULL;
@@ -631,6 +632,7 @@ sp_launcher_main(Datum arg)
 	int			i;
 
 	launcher_dboid = DatumGetObjectId(arg);
+	sp_is_launcher = true;
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(launcher_dboid, InvalidOid, 0);
@@ -702,11 +704,13 @@ sp_launcher_main(Datum arg)
 				start_executor(i);
 		}
 
-		/* the relay */
+		/* the relay, and what other backends left to announce */
 		MemoryContextReset(RelayContext);
 		for (i = 0; i < sp_shared->nslots; i++)
 			if (executors[i].mqh != NULL)
 				(void) relay_drain(i);
+		while (sp_announce_drain())
+			;
 
 		/* the timers */
 		now = GetCurrentTimestamp();
@@ -737,8 +741,10 @@ sp_launcher_main(Datum arg)
 			}
 			PG_END_TRY();
 
+			/* at least once a second: leases are reaped on time without
+			 * every claim and heartbeat having to wake the launcher */
 			if (nxt == NULL)
-				next_tick = TimestampTzPlusMilliseconds(now, 60000);
+				next_tick = TimestampTzPlusMilliseconds(now, 1000);
 			else
 			{
 				next_tick = DatumGetTimestampTz(
@@ -746,6 +752,8 @@ sp_launcher_main(Datum arg)
 										ObjectIdGetDatum(InvalidOid),
 										Int32GetDatum(-1)));
 				pfree(nxt);
+				next_tick = Min(next_tick,
+								TimestampTzPlusMilliseconds(now, 1000));
 			}
 			now = GetCurrentTimestamp();
 		}

@@ -126,6 +126,7 @@ sp_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(sp_shmem_size());
+	RequestAddinShmemSpace(sp_announce_shmem_size());
 }
 
 static void
@@ -144,6 +145,7 @@ sp_shmem_startup(void)
 		SpinLockInit(&sp_shared->mutex);
 		sp_shared->nslots = sp_max_workers;
 	}
+	sp_announce_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -85,9 +85,16 @@ extern bool sp_in_job(pg_uuid_t *run_id, const char **job);
 extern void sp_executor_send(char msgtype, const char *data, Size len);
 extern void sp_defer_log(const char *message, const char *data_json);
 extern bool sp_is_executor;
+extern void sp_executor_announce(const char *channel, const char *payload);
+
+/* announce.c */
 extern void sp_announce(const char *channel, const char *payload);
+extern Size sp_announce_shmem_size(void);
+extern void sp_announce_shmem_init(void);
+extern bool sp_announce_drain(void);
 
 /* launcher.c */
+extern bool sp_is_launcher;
 extern PGDLLEXPORT void sp_supervisor_main(Datum arg);
 extern PGDLLEXPORT void sp_launcher_main(Datum arg);
 
