@@ -44,6 +44,11 @@ CREATE FUNCTION stellapack_internal.manifest_canonicalize(
 RETURNS record LANGUAGE C STRICT IMMUTABLE
 AS 'MODULE_PATHNAME', 'sp_manifest_canonicalize';
 
+-- Whether a transaction id is this session's transaction or one of its
+-- subtransactions.
+CREATE FUNCTION stellapack_internal.xid_is_mine(xid) RETURNS boolean
+LANGUAGE C STRICT VOLATILE AS 'MODULE_PATHNAME', 'sp_xid_is_mine';
+
 CREATE FUNCTION stellapack_internal.calling_role() RETURNS name
 LANGUAGE C STABLE AS 'MODULE_PATHNAME', 'sp_calling_role';
 
@@ -203,6 +208,8 @@ CREATE INDEX job_run_expiry ON stellapack_internal.job_run (lease_expires_at)
 	WHERE status = 'running' AND kind = 'external';
 CREATE INDEX job_run_backoff ON stellapack_internal.job_run (not_before)
 	WHERE not_before IS NOT NULL;
+CREATE INDEX job_run_running ON stellapack_internal.job_run (worker)
+	WHERE status = 'running' AND kind = 'sql';
 
 -- One row per finished attempt of a job, so that every retry is visible.
 CREATE TABLE stellapack_internal.job_attempt (
@@ -1077,8 +1084,8 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	r := stellapack_internal.visible_run(run_id);
-	IF (SELECT xmin FROM stellapack_internal.run WHERE id = r.id)
-	   = xid(pg_current_xact_id_if_assigned()) THEN
+	IF stellapack_internal.xid_is_mine(
+		(SELECT xmin FROM stellapack_internal.run WHERE id = r.id)) THEN
 		RAISE EXCEPTION 'cannot wait for a run started in the same transaction'
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  HINT = 'Commit the transaction that starts the run first.';
@@ -1580,6 +1587,30 @@ BEGIN
 	LOOP
 		PERFORM stellapack_internal.job_end(j.run_id, j.job, 'failed',
 			p_reason, NULL, NULL);
+		n := n + 1;
+	END LOOP;
+	RETURN n;
+END
+$$;
+
+-- SQL jobs marked running on an executor that is not one of the live ones
+-- (for example restored from a dump taken while they ran) have lost it.
+CREATE FUNCTION stellapack_internal.recover_orphans(p_live text[])
+RETURNS int
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j record;
+	n int := 0;
+BEGIN
+	FOR j IN SELECT jr.run_id, jr.job FROM stellapack_internal.job_run jr
+			  WHERE jr.status = 'running' AND jr.kind = 'sql'
+				AND NOT (jr.worker = ANY (p_live))
+			  ORDER BY jr.run_id, jr.job
+	LOOP
+		PERFORM stellapack_internal.job_end(j.run_id, j.job, 'failed',
+			'the executor running the job stopped (server or launcher restart)',
+			NULL, NULL);
 		n := n + 1;
 	END LOOP;
 	RETURN n;

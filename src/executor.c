@@ -209,12 +209,14 @@ static void
 relay_sync(void)
 {
 	uint64		token;
+	TimestampTz start;
 
 	if (sent_this_job == 0)
 		return;
 	token = ++sync_token;
 	if (!relay_send(SP_MSG_SYNC, (const char *) &token, sizeof(token)))
 		relay_required();
+	start = GetCurrentTimestamp();
 	for (;;)
 	{
 		uint64		ack;
@@ -232,6 +234,15 @@ relay_sync(void)
 			relay_lost = true;
 			relay_required();
 		}
+
+		/*
+		 * The relay may be stuck behind a lock that waits for this very
+		 * job's transaction (DROP EXTENSION while the job runs): do not
+		 * wait for it forever.  The job's last lines may then be stored
+		 * after its outcome.
+		 */
+		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), 2000))
+			break;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT |
 						 WL_EXIT_ON_PM_DEATH, 1000, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);

@@ -106,6 +106,21 @@ database_oid(const char *name)
 }
 
 /*
+ * launcher_alive tells whether a launcher runs already (one started by a
+ * supervisor that was terminated since).
+ */
+static bool
+launcher_alive(void)
+{
+	pid_t		pid;
+
+	SpinLockAcquire(&sp_shared->mutex);
+	pid = sp_shared->launcher_pid;
+	SpinLockRelease(&sp_shared->mutex);
+	return pid != 0 && kill(pid, 0) == 0;
+}
+
+/*
  * sp_supervisor_main waits for the database to exist and keeps a launcher
  * running in it.
  */
@@ -128,7 +143,11 @@ sp_supervisor_main(Datum arg)
 		dboid = database_oid(sp_database);
 		CommitTransactionCommand();
 
-		if (OidIsValid(dboid))
+		if (OidIsValid(dboid) && launcher_alive())
+		{
+			/* a launcher of an earlier supervisor still serves: let it */
+		}
+		else if (OidIsValid(dboid))
 		{
 			BackgroundWorker w;
 			BackgroundWorkerHandle *handle;
@@ -594,8 +613,7 @@ stop_leftovers(void)
 			if (pid != 0)
 			{
 				any = true;
-				if (waited == 0)
-					kill(pid, SIGTERM);
+				kill(pid, SIGTERM);
 			}
 		}
 		SpinLockRelease(&sp_shared->mutex);
@@ -606,6 +624,36 @@ stop_leftovers(void)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
+}
+
+/*
+ * recover_orphans ends the SQL jobs marked running on an executor that is
+ * not one of the pool's live ones, such as jobs restored from a dump that
+ * was taken while they ran.
+ */
+static void
+recover_orphans(void)
+{
+	StringInfoData sql;
+	int			i;
+	char	   *n;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql,
+						   "SET LOCAL lock_timeout = '200ms';"
+						   " SELECT stellapack_internal.recover_orphans(ARRAY[''");
+	SpinLockAcquire(&sp_shared->mutex);
+	for (i = 0; i < sp_shared->nslots; i++)
+		if (sp_shared->slots[i].pid != 0)
+			appendStringInfo(&sql, ", 'executor %d (pid %d)'", i + 1,
+							 (int) sp_shared->slots[i].pid);
+	SpinLockRelease(&sp_shared->mutex);
+	appendStringInfoString(&sql, "])");
+	n = run_sql_in_xact(sql.data);
+	if (n != NULL && strcmp(n, "0") != 0)
+		ereport(LOG,
+				(errmsg("stellapack recovered %s job(s) of executors that are gone", n)));
+	pfree(sql.data);
 }
 
 static void
@@ -727,7 +775,9 @@ sp_launcher_main(Datum arg)
 			/* a deadlock or a conflict is reported and tried again soon */
 			PG_TRY();
 			{
-				nxt = run_sql_in_xact("SELECT stellapack_internal.tick()");
+				recover_orphans();
+				nxt = run_sql_in_xact("SET LOCAL lock_timeout = '200ms';"
+									  " SELECT stellapack_internal.tick()");
 			}
 			PG_CATCH();
 			{

@@ -519,6 +519,18 @@ sp_deferred_log(PG_FUNCTION_ARGS)
 }
 
 /*
+ * xid_is_mine(xid) tells whether a transaction id belongs to this
+ * session's transaction, subtransactions included.
+ */
+PG_FUNCTION_INFO_V1(sp_xid_is_mine);
+Datum
+sp_xid_is_mine(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(TransactionIdIsCurrentTransactionId(
+						DatumGetTransactionId(PG_GETARG_DATUM(0))));
+}
+
+/*
  * announce(channel, payload) sends a notification at commit; see
  * sp_announce.
  */

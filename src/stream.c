@@ -184,7 +184,7 @@ sp_log_store(pg_uuid_t *run_id, SpLogLine *lines, int n)
 	int64		last;
 	char	   *tenant;
 	bool		isnull;
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz now;
 	char		channel[64];
 	char		run_text[40];
 	char		ts_text[MAXDATELEN + 1];
@@ -237,6 +237,8 @@ sp_log_store(pg_uuid_t *run_id, SpLogLine *lines, int n)
 	last = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 									   SPI_tuptable->tupdesc, 1, &isnull));
 	tenant = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	/* the time is taken under the sequence lock, so that it grows with seq */
+	now = GetCurrentTimestamp();
 
 	args[0] = UUIDPGetDatum(run_id);
 	args[1] = Int64GetDatum(last - n);
