@@ -492,11 +492,40 @@ function main() {
   }
   md.push('');
 
+  // Growth: growth_<measure>_at_1e<N>_lines figures as one table
+  const growth = [...byName.values()].filter((f) => /^growth_.*_at_1e\d+_lines$/.test(f.name));
+  if (growth.length) {
+    const sizes = [...new Set(growth.map((f) => f.name.match(/_at_(1e\d+)_lines$/)[1]))].sort();
+    const measures = [...new Set(growth.map((f) => f.name.replace(/^growth_/, '').replace(/_at_1e\d+_lines$/, '')))];
+    md.push('## Growth: stellapack as stored runs and log lines grow');
+    md.push('');
+    md.push(
+      table(
+        ['measure', ...sizes.map((z) => `${z} lines`)],
+        measures.map((m) => [
+          `\`${m}\``,
+          ...sizes.map((z) => {
+            const f = byName.get(`growth_${m}_at_${z}_lines`);
+            return f ? `${fmt(f.median, f.unit)} ${f.unit}` : '—';
+          }),
+        ]),
+      ),
+    );
+    md.push('');
+  }
+
+  // A hand-written analysis kept next to the bench, when there is one
+  const analysis = path.join(__dirname, 'analysis.md');
+  if (fs.existsSync(analysis)) {
+    md.push(fs.readFileSync(analysis, 'utf8').trim());
+    md.push('');
+  }
+
   // Chart
   md.push('## Throughput chart');
   md.push('');
   const tput = [...byName.values()]
-    .filter((f) => f.group === 'throughput' && Number.isFinite(f.median))
+    .filter((f) => f.group === 'throughput' && Number.isFinite(f.median) && !f.name.startsWith('growth_'))
     .sort((a, b) => rank(a) - rank(b) || orderOf(a.name, expectedNames) - orderOf(b.name, expectedNames));
   const chart = drawChart(tput, pngPath, `Throughput, ${mode || 'unknown'} mode (green: stellapack, grey: raw PostgreSQL, blue: peers)`);
   if (chart.ok) {

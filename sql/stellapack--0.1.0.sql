@@ -330,6 +330,38 @@ BEGIN
 END
 $$;
 
+-- A secret of this database, made at CREATE EXTENSION, that names the
+-- event channels of tenants other than 'default' (so that a tenant cannot
+-- compute another tenant's channel and LISTEN to it).
+CREATE TABLE stellapack_internal.secret (
+	only_one		bool PRIMARY KEY DEFAULT true CHECK (only_one),
+	value			text NOT NULL
+);
+INSERT INTO stellapack_internal.secret (value)
+	VALUES (encode(sha256(convert_to(gen_random_uuid()::text
+									 || clock_timestamp()::text, 'UTF8')), 'hex'));
+-- not marked for pg_dump: a restored database makes a secret of its own
+-- (tenants' channel names change; clients ask events_channel() anyway)
+
+-- The channel of state changes for a tenant: stellapack_events for the
+-- tenant 'default' (every run of a single-tenant database), else a name
+-- derived from the tenant and the database's secret.
+CREATE FUNCTION stellapack_internal.events_channel(p_tenant text)
+RETURNS text LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN p_tenant = 'default' THEN 'stellapack_events'
+				ELSE 'stellapack_events_' || left(encode(sha256(convert_to(
+						s.value || ':' || p_tenant, 'UTF8')), 'hex'), 32) END
+	  FROM stellapack_internal.secret s
+$$;
+
+-- The caller's channel of state changes (for its tenant).
+CREATE FUNCTION stellapack.events_channel() RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT stellapack_internal.events_channel(stellapack.current_tenant()) $$;
+
 -- A run or job state change, for dashboards following every run.
 CREATE FUNCTION stellapack_internal.event(p_run uuid, p_job text,
 	p_status text, p_tenant text)
@@ -337,7 +369,8 @@ RETURNS void LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	PERFORM stellapack_internal.announce('stellapack_events',
+	PERFORM stellapack_internal.announce(
+		stellapack_internal.events_channel(p_tenant),
 		json_build_object('run', p_run, 'job', p_job, 'status', p_status,
 						  'tenant', p_tenant)::text);
 END
@@ -1932,6 +1965,7 @@ GRANT EXECUTE ON FUNCTION stellapack_internal.worker_status()
 	TO stellapack_reader;
 GRANT EXECUTE ON FUNCTION
 	stellapack.current_tenant(),
+	stellapack.events_channel(),
 	stellapack.queue_channel(text),
 	stellapack.pack_get(text, int),
 	stellapack.pack_run_channel(uuid),

@@ -39,6 +39,22 @@ sp_need_debs() {
 	fi
 }
 
+# sp_workspace PREFIX: make $TMP a temporary folder, whose cluster is
+# stopped and which is removed on exit (kept, and named, with SP_KEEP=1).
+sp_workspace() {
+	TMP=$(mktemp -d "/tmp/$1.XXXXXX")
+	chmod 755 "$TMP"
+	trap sp_workspace_cleanup EXIT
+}
+sp_workspace_cleanup() {
+	sp_cluster_stop "$TMP/cluster" 2>/dev/null
+	if [ -n "${SP_KEEP:-}" ]; then
+		echo "kept $TMP" >&2
+	else
+		rm -rf "$TMP"
+	fi
+}
+
 # sp_pg_bindir: the system's PostgreSQL 15 binaries.
 sp_pg_bindir() { pg_config --bindir; }
 

@@ -9,7 +9,8 @@
 # It never touches a cluster it did not start.
 #
 # Environment: SP_KEEP=1 keeps the temporary folder; SP_ONLY=unit|regress|
-# tap|e2e runs one part; SP_FUZZ_SECONDS sets the bounded fuzz run (60).
+# tap|e2e|tools runs one part; SP_FUZZ_SECONDS sets the bounded fuzz run
+# (60).  The last part is test/tools.sh: ASan/UBSan, valgrind, cppcheck.
 set -u
 cd "$(dirname "$0")/.."
 . test/lib.sh
@@ -28,17 +29,7 @@ sp_need_debs || exit 1
 sp_log "building"
 sp_build || { echo "0 passed, 1 failed"; exit 1; }
 
-TMP=$(mktemp -d /tmp/stellapack-test.XXXXXX)
-chmod 755 "$TMP"
-cleanup() {
-	sp_cluster_stop "$TMP/cluster" 2>/dev/null
-	if [ -n "${SP_KEEP:-}" ]; then
-		echo "kept $TMP" >&2
-	else
-		rm -rf "$TMP"
-	fi
-}
-trap cleanup EXIT
+sp_workspace stellapack-test
 sp_install_tree "$TMP" || { echo "0 passed, 1 failed"; exit 1; }
 export SP_TMP=$TMP
 
@@ -117,6 +108,18 @@ if want e2e; then
 	set -- $(tap_count "$TMP/e2e.out")
 	count "$1" "$2"
 	[ $rc -eq 0 ] || { status=1; [ "$2" -gt 0 ] || count 0 1; }
+fi
+
+if want tools; then
+	sp_log "sanitizers, valgrind and cppcheck (test/tools.sh)"
+	SP_FUZZ_SECONDS=0 ./test/tools.sh >"$TMP/tools.out" 2>&1
+	rc=$?
+	grep -vE '^\s*ok [0-9]+' "$TMP/tools.out" | tail -15
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$TMP/tools.out" | tail -1)
+	if [ -n "$line" ]; then
+		count "$(echo "$line" | awk '{print $1}')" "$(echo "$line" | awk '{print $3}')"
+	fi
+	[ $rc -eq 0 ] && [ -n "$line" ] || { status=1; [ -n "$line" ] || count 0 1; }
 fi
 
 if grep -qE 'PANIC|server process .* was terminated by signal (6|11)' \

@@ -40,17 +40,7 @@ sp_need_debs || exit 1
 sp_log "building"
 sp_build || { echo "0 passed, 1 failed"; exit 1; }
 
-TMP=$(mktemp -d /tmp/stellapack-tools.XXXXXX)
-chmod 755 "$TMP"
-cleanup() {
-	sp_cluster_stop "$TMP/cluster" 2>/dev/null
-	if [ -n "${SP_KEEP:-}" ]; then
-		echo "kept $TMP" >&2
-	else
-		rm -rf "$TMP"
-	fi
-}
-trap cleanup EXIT
+sp_workspace stellapack-tools
 
 # 1-3. the manifest module on its own
 sp_log "unit tests under ASan and UBSan"

@@ -6,15 +6,7 @@ SET client_min_messages = warning;
 BEGIN;
 SELECT plan(42);
 
--- the SQLSTATE and message of what a statement raises, or 'ok'
-CREATE FUNCTION pg_temp.err(sql text) RETURNS text LANGUAGE plpgsql AS $f$
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$f$;
+\ir helpers.psql
 
 \set m1 '{"description": "three jobs", "jobs": [{"name": "fetch", "kind": "sql", "command": "SELECT 1"}, {"name": "load", "kind": "sql", "command": "SELECT 2", "needs": ["fetch"]}, {"name": "notify", "kind": "external", "queue": "default", "spec": {"command": ["true"]}, "needs": ["load"]}]}'
 \set m1_reordered '{"jobs":[{"command":"SELECT 1","kind":"sql","name":"fetch"},{"needs":["fetch"],"name":"load","command":"SELECT 2","kind":"sql"},{"spec":{"command":["true"]},"needs":["load"],"queue":"default","name":"notify","kind":"external"}],   "description":"three jobs"}'

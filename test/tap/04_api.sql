@@ -5,20 +5,13 @@
 -- changes nothing; schedules go through pg_cron; purge keeps what it must.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(48);
+SELECT plan(51);
 
 CREATE ROLE tap_web NOLOGIN;
 GRANT stellapack_admin TO tap_web;
 CREATE ROLE tap_runner NOLOGIN;
 GRANT stellapack_worker TO tap_web;
-CREATE FUNCTION pg_temp.err(sql text) RETURNS text LANGUAGE plpgsql AS $f$
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$f$;
+\ir helpers.psql
 -- what PostgREST does before each request, for one tenant
 CREATE FUNCTION pg_temp.as_tenant(tenant text) RETURNS text LANGUAGE sql AS $f$
 	SELECT set_config('role', 'tap_web', true) ||
@@ -82,7 +75,16 @@ SELECT is(pg_temp.err(format('SELECT stellapack.pack_run_wait(run_id := %L, time
 SELECT is(pg_temp.err($$SELECT set_config('stellapack.tenant', 'acme', true)$$),
 	'42501: permission denied to set parameter "stellapack.tenant"', 'an API role cannot switch itself to another tenant');
 SELECT is((SELECT count(*)::int FROM stellapack_internal.run), 0, 'row-level security hides the tables too');
+SELECT stellapack.events_channel() AS globex_events \gset
 COMMIT;
+BEGIN;
+SELECT pg_temp.as_tenant('acme') \gset
+SELECT ok(stellapack.events_channel() NOT IN ('stellapack_events', :'globex_events'),
+	'each tenant has an events channel of its own, which another cannot name');
+SELECT ok(stellapack.events_channel() ~ '^stellapack_events_[0-9a-f]{32}$',
+	'a tenant''s events channel is derived from a secret');
+COMMIT;
+SELECT is(stellapack.events_channel(), 'stellapack_events', 'the tenant "default" uses stellapack_events');
 -- acme sees its run, its log, and the job ran in acme's tenant
 BEGIN;
 SELECT pg_temp.as_tenant('acme') \gset
@@ -107,7 +109,7 @@ SELECT matches(pg_temp.err($$SELECT * FROM stellapack.pack_run_start(pack := 'sh
 COMMIT;
 
 -- volatility matches what each function does (GET needs STABLE)
-SELECT is(array_agg(p.proname::text ORDER BY p.proname), ARRAY['about', 'artifact_get', 'current_tenant', 'input', 'pack_get', 'pack_run_channel', 'pack_run_logs', 'queue_channel'],
+SELECT is(array_agg(p.proname::text ORDER BY p.proname), ARRAY['about', 'artifact_get', 'current_tenant', 'events_channel', 'input', 'pack_get', 'pack_run_channel', 'pack_run_logs', 'queue_channel'],
 	'the functions that only read are STABLE or IMMUTABLE')
   FROM pg_proc p WHERE p.pronamespace = 'stellapack'::regnamespace AND p.provolatile IN ('s', 'i');
 SELECT is((SELECT count(*)::int FROM pg_proc p WHERE p.pronamespace = 'stellapack'::regnamespace AND p.prosecdef

@@ -6,7 +6,7 @@
 -- engine only sees committed runs.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(165);
+SELECT plan(167);
 
 SELECT pg_postmaster_start_time() AS server_started \gset
 
@@ -427,6 +427,12 @@ SELECT alike(pg_temp.err($$SELECT stellapack.about()$$),
 RESET ROLE;
 SELECT is(pg_temp.err($$SELECT stellapack.about()$$), 'ok',
 	'about(), which takes no argument, answers');
+SET ROLE tap_hostile_nobody;
+SELECT alike(pg_temp.err($$SELECT stellapack.events_channel()$$),
+	'42501: %', 'a role without stellapack_reader cannot learn its events channel (42501)');
+RESET ROLE;
+SELECT is(pg_temp.err($$SELECT stellapack.events_channel()$$), 'ok',
+	'events_channel(), which takes no argument, answers');
 
 -- hostile arguments inside SQL jobs: the job fails with the SQLSTATE, or
 -- succeeds with what it asked for, and the run goes on

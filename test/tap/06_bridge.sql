@@ -5,14 +5,7 @@
 SET client_min_messages = warning;
 SELECT plan(26);
 
-CREATE FUNCTION pg_temp.err(sql text) RETURNS text LANGUAGE plpgsql AS $f$
-BEGIN
-	EXECUTE sql;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$f$;
+\ir helpers.psql
 -- poll until a condition holds (each check sees what has committed since)
 CREATE FUNCTION pg_temp.wait_for(cond text, seconds int DEFAULT 20) RETURNS boolean
 LANGUAGE plpgsql AS $f$
