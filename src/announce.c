@@ -94,9 +94,12 @@ ring_copy_out(char *dst, Size len)
 	ring->tail += len;
 }
 
-/* send the pairs of a buffer as plain NOTIFYs of the current transaction */
-static void
-notify_pairs(const char *p, const char *end)
+/*
+ * sp_notify_pairs sends the channel\0payload\0 pairs of a buffer as plain
+ * NOTIFYs of the current transaction.
+ */
+void
+sp_notify_pairs(const char *p, const char *end)
 {
 	while (p < end)
 	{
@@ -141,7 +144,7 @@ announce_xact_callback(XactEvent event, void *arg)
 				SpinLockRelease(&ring->mutex);
 				if (!room)
 				{
-					notify_pairs(pending.data, pending.data + pending.len);
+					sp_notify_pairs(pending.data, pending.data + pending.len);
 					resetStringInfo(&pending);
 				}
 				break;
@@ -300,7 +303,7 @@ sp_announce_drain(void)
 	{
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
-		notify_pairs(buf, buf + used);
+		sp_notify_pairs(buf, buf + used);
 		CommitTransactionCommand();
 	}
 	pfree(buf);

@@ -28,7 +28,6 @@
 #include "access/xact.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_type.h"
-#include "commands/async.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -374,27 +373,14 @@ error_line(SpExecutor *ex, const char *data, Size len)
 static void
 send_notifies(SpExecutor *ex)
 {
-	const char *p;
-	const char *end;
-
 	if (ex->notifies.data == NULL || ex->notifies.len == 0)
 		return;
 	PG_TRY();
 	{
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
-		p = ex->notifies.data;
-		end = p + ex->notifies.len;
-		while (p < end)
-		{
-			const char *channel = p;
-			const char *payload = channel + strlen(channel) + 1;
-
-			if (payload >= end)
-				break;
-			Async_Notify(channel, payload);
-			p = payload + strlen(payload) + 1;
-		}
+		sp_notify_pairs(ex->notifies.data,
+						ex->notifies.data + ex->notifies.len);
 		CommitTransactionCommand();
 	}
 	PG_CATCH();

@@ -92,6 +92,7 @@ extern void sp_announce(const char *channel, const char *payload);
 extern Size sp_announce_shmem_size(void);
 extern void sp_announce_shmem_init(void);
 extern bool sp_announce_drain(void);
+extern void sp_notify_pairs(const char *p, const char *end);
 
 /* launcher.c */
 extern bool sp_is_launcher;

@@ -15,7 +15,8 @@ CREATE TEMP TABLE answers (call text, answer text);
 
 -- the SQLSTATE and message of what a statement raises, or 'ok' (OTHERS
 -- leaves out query_canceled, which is caught too)
-CREATE FUNCTION pg_temp.err(sql text) RETURNS text LANGUAGE plpgsql AS $f$
+\ir helpers.psql
+CREATE OR REPLACE FUNCTION pg_temp.err(sql text) RETURNS text LANGUAGE plpgsql AS $f$
 DECLARE
 	a text;
 BEGIN
@@ -49,23 +50,6 @@ BEGIN
 		out := out || t.rel || '=' || n || ' ';
 	END LOOP;
 	RETURN out;
-END
-$f$;
-
--- wait until a query returns true, at most the given seconds
-CREATE FUNCTION pg_temp.wait_for(cond text, seconds int) RETURNS boolean
-LANGUAGE plpgsql AS $f$
-DECLARE
-	ok boolean;
-BEGIN
-	FOR i IN 1 .. seconds * 20 LOOP
-		EXECUTE cond INTO ok;
-		IF ok THEN
-			RETURN true;
-		END IF;
-		PERFORM pg_sleep(0.05);
-	END LOOP;
-	RETURN false;
 END
 $f$;
 

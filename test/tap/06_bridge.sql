@@ -6,22 +6,6 @@ SET client_min_messages = warning;
 SELECT plan(26);
 
 \ir helpers.psql
--- poll until a condition holds (each check sees what has committed since)
-CREATE FUNCTION pg_temp.wait_for(cond text, seconds int DEFAULT 20) RETURNS boolean
-LANGUAGE plpgsql AS $f$
-DECLARE
-	ok boolean;
-BEGIN
-	FOR i IN 1 .. seconds * 20 LOOP
-		EXECUTE 'SELECT ' || cond INTO ok;
-		IF ok THEN
-			RETURN true;
-		END IF;
-		PERFORM pg_sleep(0.05);
-	END LOOP;
-	RETURN false;
-END
-$f$;
 CREATE TABLE public.tap_bridge (run uuid, job text);
 GRANT ALL ON public.tap_bridge TO PUBLIC;
 
@@ -33,7 +17,7 @@ SELECT stellapack.pack_register('tap-mixed', $m${"jobs": [
 SELECT id AS run FROM stellapack.pack_run_start('tap-mixed', inputs => '{"x": 7}') \gset
 SELECT is((SELECT count(*)::int FROM stellapack.job_claim('tap-w', ARRAY['tap-q'])), 0,
 	'the external job cannot be claimed before the job it needs has run');
-SELECT pg_temp.wait_for(format('EXISTS (SELECT FROM stellapack.job_runs WHERE run_id = %L AND job = ''outside'' AND status = ''queued'')', :'run')) AS w \gset
+SELECT pg_temp.wait_for(format('SELECT EXISTS (SELECT FROM stellapack.job_runs WHERE run_id = %L AND job = ''outside'' AND status = ''queued'')', :'run')) AS w \gset
 SELECT * FROM stellapack.job_claim(worker => 'tap-w', queues => ARRAY['tap-q'], lease => '30 s') \gset c_
 SELECT is(:'c_job'::text, 'outside', 'job_claim returns the external job once its needs are met');
 SELECT is(:'c_run_id'::uuid, :'run'::uuid, 'with its run id');
@@ -70,7 +54,7 @@ SELECT is((SELECT string_agg(job, ',' ORDER BY job) FROM public.tap_bridge WHERE
 SELECT stellapack.pack_register('tap-lease', '{"jobs": [{"name": "x", "kind": "external", "queue": "tap-l", "retries": 1, "retry_delay": "100ms"}]}') IS NOT NULL AS r \gset
 SELECT id AS lrun FROM stellapack.pack_run_start('tap-lease') \gset
 SELECT lease_id AS l1 FROM stellapack.job_claim('tap-w', ARRAY['tap-l'], lease => '1 s') \gset
-SELECT pg_temp.wait_for(format('EXISTS (SELECT FROM stellapack.job_runs WHERE run_id = %L AND status = ''queued'' AND not_before IS NULL AND attempt = 1)', :'lrun')) AS w \gset
+SELECT pg_temp.wait_for(format('SELECT EXISTS (SELECT FROM stellapack.job_runs WHERE run_id = %L AND status = ''queued'' AND not_before IS NULL AND attempt = 1)', :'lrun')) AS w \gset
 SELECT attempt AS a2, lease_id AS l2 FROM stellapack.job_claim('tap-w', ARRAY['tap-l'], lease => '1 s') \gset
 SELECT is(:'a2'::int, 2, 'an expired lease returns the job to the queue as attempt 2');
 SELECT is(left(pg_temp.err(format('SELECT stellapack.job_complete(%L, true)', :'l1')), 5), '55000',
