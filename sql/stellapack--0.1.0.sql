@@ -1496,7 +1496,7 @@ BEGIN
 	END IF;
 	IF n > 10000 THEN
 		RAISE EXCEPTION 'at most 10000 lines can be appended at once'
-			USING ERRCODE = 'program_limit_exceeded';
+			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	IF (streams IS NOT NULL AND cardinality(streams) <> n)
 	   OR (levels IS NOT NULL AND cardinality(levels) <> n) THEN

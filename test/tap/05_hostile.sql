@@ -258,7 +258,7 @@ SELECT alike(pg_temp.err(format($$SELECT stellapack.pack_run_log_append_many(%L,
 SELECT alike(pg_temp.err(format($$SELECT stellapack.pack_run_log_append_many(%L, ARRAY['a', 'b', 'c'], NULL, ARRAY['info', 'info', 'bogus'])$$, :'lease')),
 	'22023: invalid log level "bogus"%', 'pack_run_log_append_many() refuses a batch whose last line has an unknown level, storing none of it');
 SELECT alike(pg_temp.err(format($$SELECT stellapack.pack_run_log_append_many(%L, array_fill('x'::text, ARRAY[10001]))$$, :'lease')),
-	'54000: %', 'pack_run_log_append_many() refuses more than 10000 lines at once with 54000');
+	'22023: %', 'pack_run_log_append_many() refuses more than 10000 lines at once with 22023');
 
 -- artifact_put(lease_id, name, content, media_type)
 SELECT alike(pg_temp.err($$SELECT stellapack.artifact_put(NULL::uuid, 'a', 'x'::bytea)$$),
