@@ -71,17 +71,8 @@ fi
 say "building"
 sp_build || exit 1
 
-TMP=$(mktemp -d /tmp/stellapack-bench.XXXXXX)
-chmod 755 "$TMP"
-cleanup() {
-	sp_cluster_stop "$TMP/cluster" 2>/dev/null
-	if [ -n "${BENCH_KEEP:-}" ]; then
-		echo "kept $TMP" >&2
-	else
-		rm -rf "$TMP"
-	fi
-}
-trap cleanup EXIT
+SP_KEEP=${BENCH_KEEP:-}
+sp_workspace stellapack-bench
 trap 'exit 130' INT TERM
 
 sp_install_tree "$TMP" || exit 1

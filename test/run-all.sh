@@ -33,12 +33,23 @@ sp_workspace stellapack-test
 sp_install_tree "$TMP" || { echo "0 passed, 1 failed"; exit 1; }
 export SP_TMP=$TMP
 
-# tap_count FILE: count ok / not ok lines of TAP output in FILE
-tap_count() {
+# count_tap FILE RC: add the ok / not ok lines of TAP output in FILE to
+# the totals; a failing RC with no "not ok" line counts as one failure
+count_tap() {
 	local ok nok
 	ok=$(grep -cE '^\s*ok [0-9]+' "$1")
 	nok=$(grep -cE '^\s*not ok [0-9]+' "$1")
-	echo "$ok $nok"
+	count "$ok" "$nok"
+	[ "$2" -eq 0 ] || { status=1; [ "$nok" -gt 0 ] || count 0 1; }
+}
+
+# count_summary FILE RC: add the last "N passed, M failed" line of FILE to
+# the totals; a failing RC, or no such line, counts as one failure
+count_summary() {
+	local line
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$1" | tail -1)
+	[ -n "$line" ] && count "$(echo "$line" | awk '{print $1}')" "$(echo "$line" | awk '{print $3}')"
+	[ "$2" -eq 0 ] && [ -n "$line" ] || { status=1; [ -n "$line" ] || count 0 1; }
 }
 
 if want unit; then
@@ -46,11 +57,7 @@ if want unit; then
 	make -s -C test/unit check >"$TMP/unit.out" 2>&1
 	rc=$?
 	cat "$TMP/unit.out"
-	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$TMP/unit.out" | tail -1)
-	if [ -n "$line" ]; then
-		count "$(echo "$line" | awk '{print $1}')" "$(echo "$line" | awk '{print $3}')"
-	fi
-	[ $rc -eq 0 ] && [ -n "$line" ] || { status=1; [ -n "$line" ] || count 0 1; }
+	count_summary "$TMP/unit.out" $rc
 
 	sp_log "bounded fuzz run of the manifest parser (${SP_FUZZ_SECONDS:-60} s)"
 	if make -s -C test/unit fuzz FUZZ_SECONDS="${SP_FUZZ_SECONDS:-60}" \
@@ -95,9 +102,7 @@ if want tap; then
 	pg_prove -v -d stellapack test/tap/*.sql >"$TMP/tap.out" 2>&1
 	rc=$?
 	grep -vE '^\s*ok [0-9]+' "$TMP/tap.out"
-	set -- $(tap_count "$TMP/tap.out")
-	count "$1" "$2"
-	[ $rc -eq 0 ] || { status=1; [ "$2" -gt 0 ] || count 0 1; }
+	count_tap "$TMP/tap.out" $rc
 fi
 
 if want e2e; then
@@ -105,9 +110,7 @@ if want e2e; then
 	prove -v -e bash test/e2e/[0-9]*.sh >"$TMP/e2e.out" 2>&1
 	rc=$?
 	grep -vE '^\s*ok [0-9]+' "$TMP/e2e.out"
-	set -- $(tap_count "$TMP/e2e.out")
-	count "$1" "$2"
-	[ $rc -eq 0 ] || { status=1; [ "$2" -gt 0 ] || count 0 1; }
+	count_tap "$TMP/e2e.out" $rc
 fi
 
 if want tools; then
@@ -115,11 +118,7 @@ if want tools; then
 	SP_FUZZ_SECONDS=0 ./test/tools.sh >"$TMP/tools.out" 2>&1
 	rc=$?
 	grep -vE '^\s*ok [0-9]+' "$TMP/tools.out" | tail -15
-	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$TMP/tools.out" | tail -1)
-	if [ -n "$line" ]; then
-		count "$(echo "$line" | awk '{print $1}')" "$(echo "$line" | awk '{print $3}')"
-	fi
-	[ $rc -eq 0 ] && [ -n "$line" ] || { status=1; [ -n "$line" ] || count 0 1; }
+	count_summary "$TMP/tools.out" $rc
 fi
 
 if grep -qE 'PANIC|server process .* was terminated by signal (6|11)' \

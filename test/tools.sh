@@ -43,19 +43,22 @@ sp_build || { echo "0 passed, 1 failed"; exit 1; }
 sp_workspace stellapack-tools
 
 # 1-3. the manifest module on its own
+# unit_target TARGET DESCRIPTION: run a target of test/unit/Makefile and
+# count it as one check
+unit_target() {
+	local rc
+	make -s -C test/unit "$1" >"$TMP/unit-$1.out" 2>&1
+	rc=$?
+	tail -1 "$TMP/unit-$1.out"
+	[ $rc -eq 0 ] || tail -40 "$TMP/unit-$1.out"
+	check $rc "$2"
+}
+
 sp_log "unit tests under ASan and UBSan"
-make -s -C test/unit asan >"$TMP/asan.out" 2>&1
-rc=$?
-tail -1 "$TMP/asan.out"
-[ $rc -eq 0 ] || tail -40 "$TMP/asan.out"
-check $rc "the manifest unit tests pass under AddressSanitizer and UBSan"
+unit_target asan "the manifest unit tests pass under AddressSanitizer and UBSan"
 
 sp_log "unit tests under valgrind"
-make -s -C test/unit valgrind >"$TMP/valgrind-unit.out" 2>&1
-rc=$?
-tail -1 "$TMP/valgrind-unit.out"
-[ $rc -eq 0 ] || tail -40 "$TMP/valgrind-unit.out"
-check $rc "the manifest unit tests pass under valgrind with no error and no leak"
+unit_target valgrind "the manifest unit tests pass under valgrind with no error and no leak"
 
 fuzz_seconds=${SP_FUZZ_SECONDS:-30}
 if [ "$fuzz_seconds" -gt 0 ]; then
