@@ -217,6 +217,26 @@ announce_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 }
 
 /*
+ * sp_append_pair appends channel\0payload\0 to a buffer that lives for
+ * the process, making the buffer (in TopMemoryContext) on first use.
+ */
+void
+sp_append_pair(StringInfo buf, bool *ready, const char *channel,
+			   const char *payload)
+{
+	if (!*ready)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		initStringInfo(buf);
+		MemoryContextSwitchTo(old);
+		*ready = true;
+	}
+	appendBinaryStringInfo(buf, channel, strlen(channel) + 1);
+	appendBinaryStringInfo(buf, payload, strlen(payload) + 1);
+}
+
+/*
  * sp_announce queues a NOTIFY for when the current transaction commits.
  * The launcher notifies directly; executors hand their notifications to
  * their relay; every other backend goes through the ring.  Without shared
@@ -241,16 +261,7 @@ sp_announce(const char *channel, const char *payload)
 		RegisterSubXactCallback(announce_subxact_callback, NULL);
 		callbacks_registered = true;
 	}
-	if (!pending_ready)
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-		initStringInfo(&pending);
-		MemoryContextSwitchTo(old);
-		pending_ready = true;
-	}
-	appendBinaryStringInfo(&pending, channel, strlen(channel) + 1);
-	appendBinaryStringInfo(&pending, payload, strlen(payload) + 1);
+	sp_append_pair(&pending, &pending_ready, channel, payload);
 }
 
 /*

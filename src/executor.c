@@ -278,16 +278,7 @@ sp_defer_log(const char *message, const char *data_json)
 void
 sp_executor_announce(const char *channel, const char *payload)
 {
-	if (!announcements_ready)
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-		initStringInfo(&announcements);
-		MemoryContextSwitchTo(old);
-		announcements_ready = true;
-	}
-	appendBinaryStringInfo(&announcements, channel, strlen(channel) + 1);
-	appendBinaryStringInfo(&announcements, payload, strlen(payload) + 1);
+	sp_append_pair(&announcements, &announcements_ready, channel, payload);
 }
 
 /* forget the notifications of a transaction that did not commit */

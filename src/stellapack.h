@@ -14,6 +14,7 @@
 #define STELLAPACK_H
 
 #include "datatype/timestamp.h"
+#include "lib/stringinfo.h"
 #include "storage/dsm.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
@@ -93,6 +94,8 @@ extern Size sp_announce_shmem_size(void);
 extern void sp_announce_shmem_init(void);
 extern bool sp_announce_drain(void);
 extern void sp_notify_pairs(const char *p, const char *end);
+extern void sp_append_pair(StringInfo buf, bool *ready, const char *channel,
+						   const char *payload);
 
 /* launcher.c */
 extern bool sp_is_launcher;
