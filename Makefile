@@ -11,7 +11,8 @@ OBJS = \
 	src/stream.o \
 	src/announce.o \
 	src/executor.o \
-	src/launcher.o
+	src/launcher.o \
+	src/engine.o
 
 DATA = $(wildcard sql/stellapack--*.sql)
 SHLIB_LINK = -ljansson

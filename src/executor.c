@@ -50,17 +50,6 @@
 
 #include "stellapack.h"
 
-/* a claimed job, owned by the executor between claim and outcome */
-typedef struct SpClaim
-{
-	pg_uuid_t	run_id;
-	char		job[SP_JOB_NAME_LEN];
-	char		role[NAMEDATALEN];
-	char	   *tenant;			/* in TopMemoryContext */
-	char	   *command;		/* in TopMemoryContext */
-	int64		timeout_ms;		/* 0: none */
-	int			attempt;
-} SpClaim;
 
 /* the role of the running job, for stellapack_internal.calling_role() */
 Oid			sp_job_role = InvalidOid;
@@ -84,8 +73,11 @@ bool		sp_is_executor = false;
 static StringInfoData announcements;
 static bool announcements_ready = false;
 
-static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr end_plan = NULL;
+static TimestampTz slice_start = 0;
+
+/* how long an executor may stay with one run before serving others */
+#define SP_SLICE_MS		5
 
 static void executor_detach(int code, Datum arg);
 
@@ -306,62 +298,17 @@ announce_flush(void)
 	}
 }
 
-static void
-claim_clear(SpClaim *c)
-{
-	if (c->tenant)
-		pfree(c->tenant);
-	if (c->command)
-		pfree(c->command);
-	memset(c, 0, sizeof(SpClaim));
-}
-
 /*
- * try_claim claims the next runnable SQL job, if any, into *c.  Runs
- * inside the caller's transaction and SPI connection.
+ * claim_next claims the job of the run served least recently, which starts
+ * a new slice: for SP_SLICE_MS from here, the executor may go on with
+ * further jobs of the same run at each success, which saves a claim.
  */
 static bool
-try_claim(SpClaim *c)
+claim_next(SpClaim *next)
 {
-	Datum		arg = CStringGetTextDatum(worker_name);
-	HeapTuple	tup;
-	TupleDesc	desc;
-	bool		isnull;
-	Datum		d;
-	MemoryContext old;
-
-	if (claim_plan == NULL)
-	{
-		Oid			types[1] = {TEXTOID};
-
-		claim_plan = SPI_prepare("SELECT run_id, job, command, role, tenant,"
-								 " timeout_ms, attempt"
-								 " FROM stellapack_internal.claim_sql($1)",
-								 1, types);
-		if (claim_plan == NULL)
-			elog(ERROR, "could not prepare claim: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(claim_plan);
-	}
-	if (SPI_execute_plan(claim_plan, &arg, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not claim a job");
-	if (SPI_processed == 0)
+	if (!sp_claim_sql(worker_name, next))
 		return false;
-
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	claim_clear(c);
-	memcpy(&c->run_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
-		   sizeof(pg_uuid_t));
-	strlcpy(c->job, SPI_getvalue(tup, desc, 2), SP_JOB_NAME_LEN);
-	strlcpy(c->role, SPI_getvalue(tup, desc, 4), NAMEDATALEN);
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	c->command = pstrdup(SPI_getvalue(tup, desc, 3));
-	c->tenant = pstrdup(SPI_getvalue(tup, desc, 5));
-	MemoryContextSwitchTo(old);
-	d = SPI_getbinval(tup, desc, 6, &isnull);
-	c->timeout_ms = isnull ? 0 : DatumGetInt64(d);
-	c->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
+	slice_start = GetCurrentTimestamp();
 	return true;
 }
 
@@ -482,6 +429,14 @@ run_sql(void)
 	(void) set_config_option("search_path", "\"$user\", public",
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
 							 true, 0, false);
+	(void) set_config_option("enable_seqscan",
+							 GetConfigOptionResetString("enable_seqscan"),
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	(void) set_config_option("enable_bitmapscan",
+							 GetConfigOptionResetString("enable_bitmapscan"),
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
 
 	pgstat_report_activity(STATE_RUNNING, current.command);
 	if (current.timeout_ms > 0)
@@ -555,6 +510,8 @@ run_job(SpClaim *next)
 		uint64		processed;
 		char		result[64];
 		ListCell   *lc;
+		SpLogLine  *lines;
+		int			nlines = 0;
 
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
@@ -569,21 +526,19 @@ run_job(SpClaim *next)
 		pgstat_report_activity(STATE_RUNNING, "stellapack: job bookkeeping");
 
 		relay_sync();
-		if (deferred_lines != NIL)
-		{
-			SpLogLine  *lines = palloc(sizeof(SpLogLine) *
-									   list_length(deferred_lines));
-			int			i = 0;
-
-			foreach(lc, deferred_lines)
-				lines[i++] = *(SpLogLine *) lfirst(lc);
-			sp_log_store(&current.run_id, lines, i);
-		}
+		lines = palloc(sizeof(SpLogLine) * (list_length(deferred_lines) + 1));
+		foreach(lc, deferred_lines)
+			lines[nlines++] = *(SpLogLine *) lfirst(lc);
 		reset_session();
 		snprintf(result, sizeof(result), "{\"rows\": " UINT64_FORMAT "}",
 				 processed);
-		job_end("succeeded", NULL, NULL, result);
-		claimed = try_claim(next);
+		claimed = sp_job_succeeded(&current, result, lines, nlines,
+								   !TimestampDifferenceExceeds(slice_start,
+															   GetCurrentTimestamp(),
+															   SP_SLICE_MS),
+								   worker_name, next);
+		if (!claimed)
+			claimed = claim_next(next);
 
 		PopActiveSnapshot();
 		SPI_finish();
@@ -624,7 +579,7 @@ run_job(SpClaim *next)
 		relay_sync();
 		reset_session();
 		job_end(outcome, error, unpack_sql_state(edata->sqlerrcode), NULL);
-		claimed = try_claim(next);
+		claimed = claim_next(next);
 		PopActiveSnapshot();
 		SPI_finish();
 		CommitTransactionCommand();
@@ -710,6 +665,16 @@ sp_executor_main(Datum arg)
 	snprintf(worker_name, sizeof(worker_name), "executor %d (pid %d)",
 			 my_slot + 1, MyProcPid);
 	pgstat_report_appname("stellapack executor");
+
+	/*
+	 * The engine's statements are planned once and kept; planned while
+	 * the queue tables are nearly empty (a new database, or just after a
+	 * purge), they would scan whole tables once these have grown.  Only
+	 * index paths serve them well, so the executor plans without sequential
+	 * scans; jobs get the database's own setting back (see run_sql).
+	 */
+	SetConfigOption("enable_seqscan", "off", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("enable_bitmapscan", "off", PGC_SUSET, PGC_S_SESSION);
 	JobContext = AllocSetContextCreate(TopMemoryContext, "stellapack job",
 									   ALLOCSET_DEFAULT_SIZES);
 	memset(&current, 0, sizeof(current));
@@ -735,7 +700,7 @@ sp_executor_main(Datum arg)
 			PushActiveSnapshot(GetTransactionSnapshot());
 			exists = sp_extension_exists();
 			if (exists)
-				have_next = try_claim(&next);
+				have_next = claim_next(&next);
 			PopActiveSnapshot();
 			SPI_finish();
 			CommitTransactionCommand();
@@ -754,7 +719,7 @@ sp_executor_main(Datum arg)
 		}
 
 		/* the claimed job becomes the current one */
-		claim_clear(&current);
+		sp_claim_clear(&current);
 		current = next;
 		memset(&next, 0, sizeof(next));
 		have_next = run_job(&next);

@@ -115,4 +115,26 @@ typedef struct SpLogLine
 extern int64 sp_log_store(pg_uuid_t *run_id, SpLogLine *lines, int n);
 extern bool sp_valid_level(const char *level);
 
+/* a claimed job, owned by the executor between claim and outcome */
+typedef struct SpClaim
+{
+	pg_uuid_t	run_id;
+	char		job[SP_JOB_NAME_LEN];
+	char		role[NAMEDATALEN];
+	char	   *tenant;			/* in TopMemoryContext */
+	char	   *command;		/* in TopMemoryContext */
+	int64		timeout_ms;		/* 0: none */
+	int			attempt;
+} SpClaim;
+
+/* engine.c */
+extern bool sp_claim_sql(const char *worker, SpClaim *c);
+extern bool sp_job_succeeded(SpClaim *c, const char *result,
+							 SpLogLine *lines, int n, bool stay,
+							 const char *worker, SpClaim *next);
+extern void sp_claim_clear(SpClaim *c);
+extern void sp_event(pg_uuid_t *run_id, const char *job, const char *status,
+					 const char *tenant);
+
+
 #endif							/* STELLAPACK_H */

@@ -32,8 +32,7 @@
 
 #define SP_NOTIFY_LIMIT		7999	/* NOTIFY payloads must stay below 8000 */
 
-static SPIPlanPtr seq_plan = NULL;
-static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr store_plan = NULL;
 
 static const char *const sp_levels[] = {
 	"debug", "info", "notice", "warning", "error", NULL
@@ -180,11 +179,9 @@ sp_text_array(SpLogLine *lines, int n, int field)
 int64
 sp_log_store(pg_uuid_t *run_id, SpLogLine *lines, int n)
 {
-	Datum		args[9];
-	int64		last;
-	char	   *tenant;
+	Datum		args[7];
+	int64		first;
 	bool		isnull;
-	TimestampTz now;
 	char		channel[64];
 	char		run_text[40];
 	char		ts_text[MAXDATELEN + 1];
@@ -194,79 +191,82 @@ sp_log_store(pg_uuid_t *run_id, SpLogLine *lines, int n)
 		return 0;
 
 	SPI_connect();
-	if (seq_plan == NULL)
+	if (store_plan == NULL)
 	{
-		Oid			stypes[2] = {UUIDOID, INT8OID};
-		Oid			itypes[9] = {UUIDOID, INT8OID, TIMESTAMPTZOID, TEXTOID,
-		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-		SPIPlanPtr	p1;
-		SPIPlanPtr	p2;
+		Oid			types[7] = {UUIDOID, INT8OID, TEXTARRAYOID, TEXTARRAYOID,
+		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
 
-		p1 = SPI_prepare("UPDATE stellapack_internal.run_seq"
-						 "   SET last_seq = last_seq + $2"
-						 " WHERE run_id = $1 RETURNING last_seq, tenant",
-						 2, stypes);
-		p2 = SPI_prepare("INSERT INTO stellapack_internal.log"
-						 " (run_id, seq, ts, tenant, job, level, stream,"
-						 "  message, data)"
-						 " SELECT $1, $2 + u.o, $3, $4, u.job, u.level,"
-						 "        u.stream, u.message, u.data::jsonb"
-						 "   FROM unnest($5, $6, $7, $8, $9) WITH ORDINALITY"
-						 "     AS u(job, level, stream, message, data, o)",
-						 9, itypes);
-		if (p1 == NULL || p2 == NULL)
-			elog(ERROR, "could not prepare log statements: %s",
+		/*
+		 * One statement: the sequence row is locked and moved on before
+		 * the first line's time is taken, so that time grows with seq.
+		 */
+		store_plan = SPI_prepare(
+			"WITH s AS (UPDATE stellapack_internal.run_seq"
+			"              SET last_seq = last_seq + $2"
+			"            WHERE run_id = $1"
+			"        RETURNING last_seq - $2 AS first, tenant)"
+			" INSERT INTO stellapack_internal.log"
+			" (run_id, seq, ts, tenant, job, level, stream, message, data)"
+			" SELECT $1, s.first + u.o, clock_timestamp(), s.tenant, u.job,"
+			"        u.level, u.stream, u.message, u.data::jsonb"
+			"   FROM s, unnest($3, $4, $5, $6, $7) WITH ORDINALITY"
+			"     AS u(job, level, stream, message, data, o)"
+			" RETURNING seq, ts",
+			7, types);
+		if (store_plan == NULL)
+			elog(ERROR, "could not prepare the log statement: %s",
 				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(p1);
-		SPI_keepplan(p2);
-		seq_plan = p1;
-		insert_plan = p2;
+		SPI_keepplan(store_plan);
 	}
 
 	args[0] = UUIDPGetDatum(run_id);
 	args[1] = Int64GetDatum(n);
-	if (SPI_execute_plan(seq_plan, args, NULL, false, 1) !=
-		SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "could not allocate log sequence numbers");
-	if (SPI_processed != 1)
+	for (i = 0; i < 5; i++)
+		args[2 + i] = sp_text_array(lines, n, i);
+	if (SPI_execute_plan(store_plan, args, NULL, false, 0) !=
+		SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not store log lines");
+	if (SPI_processed != n)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("run \"%s\" does not exist",
 						DatumGetCString(DirectFunctionCall1(uuid_out,
 												UUIDPGetDatum(run_id))))));
-	last = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 1, &isnull));
-	tenant = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	/* the time is taken under the sequence lock, so that it grows with seq */
-	now = GetCurrentTimestamp();
 
-	args[0] = UUIDPGetDatum(run_id);
-	args[1] = Int64GetDatum(last - n);
-	args[2] = TimestampTzGetDatum(now);
-	args[3] = CStringGetTextDatum(tenant);
-	for (i = 0; i < 5; i++)
-		args[4 + i] = sp_text_array(lines, n, i);
-	if (SPI_execute_plan(insert_plan, args, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not store log lines");
-
-	/* one notification per line, sent at commit */
+	/* one notification per line, sent at commit, in seq order */
 	sp_run_channel(run_id, channel);
 	snprintf(run_text, sizeof(run_text), "%s",
 			 DatumGetCString(DirectFunctionCall1(uuid_out,
 												 UUIDPGetDatum(run_id))));
-	JsonEncodeDateTime(ts_text, TimestampTzGetDatum(now), TIMESTAMPTZOID,
-					   NULL);
+	first = INT64_MAX;
 	for (i = 0; i < n; i++)
 	{
-		char	   *payload = sp_notify_payload(run_text, last - n + 1 + i,
-												ts_text, &lines[i]);
+		int64		seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+													  SPI_tuptable->tupdesc,
+													  1, &isnull));
 
+		first = Min(first, seq);
+	}
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		int64		seq = DatumGetInt64(SPI_getbinval(tup,
+													  SPI_tuptable->tupdesc,
+													  1, &isnull));
+		char	   *payload;
+
+		JsonEncodeDateTime(ts_text,
+						   SPI_getbinval(tup, SPI_tuptable->tupdesc, 2,
+										 &isnull),
+						   TIMESTAMPTZOID, NULL);
+		payload = sp_notify_payload(run_text, seq, ts_text,
+									&lines[seq - first]);
 		sp_announce(channel, payload);
 		pfree(payload);
 	}
 
 	SPI_finish();
-	return last;
+	return first + n - 1;
 }
 
 /*

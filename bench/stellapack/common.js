@@ -140,13 +140,45 @@ async function startRuns(c, pack, n) {
 }
 
 // Wait until every run is final; throws when one is not, or did not complete.
+// It follows the events channel, as a dashboard would, rather than calling
+// pack_run_wait(): a statement that waits keeps its snapshot, and a snapshot
+// held for seconds stops the cleanup of the engine's dead row versions,
+// which would slow the very engine being measured (docs/reliability.md).
 async function waitRuns(c, ids, timeout = '120 s') {
-  const bad = [];
-  for (const id of ids) {
-    const { rows } = await c.query('SELECT status FROM stellapack.pack_run_wait($1, $2)', [id, timeout]);
-    if (rows[0].status !== 'completed') bad.push(`${id}: ${rows[0].status}`);
+  const seconds = parseFloat(timeout);
+  const left = new Set(ids);
+  const listener = await connect();
+  try {
+    let wake = () => {};
+    listener.on('notification', (m) => {
+      const e = JSON.parse(m.payload);
+      if (e.job === null && FINAL.has(e.status)) left.delete(e.run);
+      if (left.size === 0) wake();
+    });
+    await listener.query('LISTEN stellapack_events');
+    // runs that ended before the LISTEN, then a slow re-check as a safety net
+    const deadline = Date.now() + seconds * 1000;
+    while (left.size > 0) {
+      const { rows } = await c.query('SELECT id FROM stellapack.pack_runs WHERE id = ANY ($1::uuid[]) AND status = ANY ($2)', [
+        [...left],
+        [...FINAL],
+      ]);
+      for (const r of rows) left.delete(r.id);
+      if (left.size === 0) break;
+      if (Date.now() > deadline) throw new Error(`${left.size} of ${ids.length} runs still not final after ${timeout}`);
+      await new Promise((resolve) => {
+        wake = resolve;
+        setTimeout(resolve, 500);
+      });
+    }
+  } finally {
+    await listener.end();
   }
-  if (bad.length) throw new Error(`${bad.length} of ${ids.length} runs did not complete (${bad.slice(0, 3).join(', ')})`);
+  const { rows } = await c.query("SELECT id, status FROM stellapack.pack_runs WHERE id = ANY ($1::uuid[]) AND status <> 'completed'", [ids]);
+  if (rows.length) {
+    const bad = rows.map((r) => `${r.id}: ${r.status}`);
+    throw new Error(`${bad.length} of ${ids.length} runs did not complete (${bad.slice(0, 3).join(', ')})`);
+  }
 }
 
 module.exports = {

@@ -1,0 +1,482 @@
+/*-------------------------------------------------------------------------
+ *
+ * engine.c
+ *	  The run state machine's hot path, in C: an executor claiming the
+ *	  next SQL job, and recording that a job succeeded.  Each is a couple
+ *	  of prepared statements; every rarer transition (failures, retries,
+ *	  dependents, the end of a run, timeouts, cancels) stays in the
+ *	  PL/pgSQL functions of stellapack_internal, which these call when a
+ *	  job's end needs more than counting.
+ *
+ * Also here: the state-change events of the global channel, which every
+ * path of the engine sends (stellapack_internal.event() is this code).
+ *
+ * Locking follows the rule of the SQL functions: a run's row first, then
+ * its job rows.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "stellapack.h"
+
+static SPIPlanPtr claim_run_plan = NULL;
+static SPIPlanPtr claim_job_plan = NULL;
+static SPIPlanPtr run_lock_plan = NULL;
+static SPIPlanPtr job_end_plan = NULL;
+static SPIPlanPtr channel_plan = NULL;
+
+/*
+ * prepare makes a statement into a plan kept for the life of the process.
+ */
+static SPIPlanPtr
+prepare(const char *sql, int nargs, Oid *types)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+	if (plan == NULL)
+		elog(ERROR, "could not prepare an engine statement: %s",
+			 SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+/*
+ * sp_events_channel names a tenant's channel of state changes, like
+ * stellapack_internal.events_channel(), without a query for the default
+ * tenant.  The result is palloc'd in the caller's context.
+ */
+static char *
+sp_events_channel(const char *tenant)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Datum		arg;
+	char	   *channel;
+
+	if (strcmp(tenant, "default") == 0)
+		return pstrdup("stellapack_events");
+
+	SPI_connect();
+	if (channel_plan == NULL)
+	{
+		Oid			types[1] = {TEXTOID};
+
+		channel_plan = prepare("SELECT stellapack_internal.events_channel($1)",
+							   1, types);
+	}
+	arg = CStringGetTextDatum(tenant);
+	if (SPI_execute_plan(channel_plan, &arg, NULL, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not name the events channel of tenant \"%s\"",
+			 tenant);
+	channel = MemoryContextStrdup(caller,
+								  SPI_getvalue(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1));
+	SPI_finish();
+	return channel;
+}
+
+/*
+ * sp_event announces, at commit, a run's or a job's new state on its
+ * tenant's events channel: {"run", "job" (null for the run), "status",
+ * "tenant"}.
+ */
+void
+sp_event(pg_uuid_t *run_id, const char *job, const char *status,
+		 const char *tenant)
+{
+	StringInfoData p;
+	char	   *channel = sp_events_channel(tenant);
+
+	initStringInfo(&p);
+	appendStringInfo(&p, "{\"run\" : \"%s\", \"job\" : ",
+					 DatumGetCString(DirectFunctionCall1(uuid_out,
+												UUIDPGetDatum(run_id))));
+	if (job)
+		escape_json(&p, job);
+	else
+		appendStringInfoString(&p, "null");
+	appendStringInfoString(&p, ", \"status\" : ");
+	escape_json(&p, status);
+	appendStringInfoString(&p, ", \"tenant\" : ");
+	escape_json(&p, tenant);
+	appendStringInfoChar(&p, '}');
+	sp_announce(channel, p.data);
+	pfree(p.data);
+	pfree(channel);
+}
+
+/*
+ * event(run_id, job, status, tenant) is sp_event for the SQL functions.
+ */
+PG_FUNCTION_INFO_V1(sp_event_sql);
+Datum
+sp_event_sql(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("run id, status and tenant of an event must not be null")));
+	sp_event(PG_GETARG_UUID_P(0),
+			 PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)),
+			 text_to_cstring(PG_GETARG_TEXT_PP(2)),
+			 text_to_cstring(PG_GETARG_TEXT_PP(3)));
+	PG_RETURN_VOID();
+}
+
+/*
+ * call_engine runs "SELECT stellapack_internal.<function>($1, ...)" for
+ * the rare transitions; the run id comes first, then the job when given.
+ */
+static void
+call_engine(const char *function, pg_uuid_t *run_id, const char *job)
+{
+	Datum		args[2];
+	Oid			types[2] = {UUIDOID, TEXTOID};
+	char	   *sql;
+
+	args[0] = UUIDPGetDatum(run_id);
+	args[1] = job ? CStringGetTextDatum(job) : (Datum) 0;
+	sql = psprintf("SELECT stellapack_internal.%s($1%s)", function,
+				   job ? ", $2" : "");
+	SPI_connect();
+	if (SPI_execute_with_args(sql, job ? 2 : 1, types, args, NULL, false,
+							  0) != SPI_OK_SELECT)
+		elog(ERROR, "could not run stellapack_internal.%s()", function);
+	SPI_finish();
+	pfree(sql);
+}
+
+/*
+ * started_line fills *line with the "started" line of the job in c.
+ */
+static void
+started_line(SpClaim *c, const char *worker, SpLogLine *line)
+{
+	line->job = c->job;
+	line->level = "info";
+	line->stream = "system";
+	line->message = psprintf("job \"%s\" started (attempt %d) on %s",
+							 c->job, c->attempt, worker);
+	line->data = psprintf("{\"event\": \"job_started\", \"attempt\": %d}",
+						  c->attempt);
+}
+
+/*
+ * sp_claim_sql claims the next runnable SQL job for an executor into *c:
+ * the run served least recently goes first, so that no run starves the
+ * others, and within it the first queued job in manifest order.  Runs
+ * that another claimer holds are skipped.  Writes the "started" line and
+ * the events; returns false when nothing is runnable.  Runs inside the
+ * caller's transaction.
+ */
+bool
+sp_claim_sql(const char *worker, SpClaim *c)
+{
+	int			tries;
+
+	if (claim_run_plan == NULL)
+	{
+		Oid			types[2] = {UUIDOID, TEXTOID};
+
+		SPI_connect();
+
+		/*
+		 * Two statements: the job is chosen under the run's lock, with a
+		 * snapshot taken after it, so that it sees every claim committed
+		 * before.
+		 */
+		claim_run_plan = prepare(
+			"UPDATE stellapack_internal.run x"
+			"   SET ready_sql = x.ready_sql - 1, running = x.running + 1,"
+			"       dispatched_at = clock_timestamp(), status = 'running',"
+			"       started_at = coalesce(x.started_at, clock_timestamp())"
+			"  FROM (SELECT id, status FROM stellapack_internal.run"
+			"         WHERE ready_sql > 0 AND running < max_parallel"
+			"           AND NOT cancel_requested AND NOT halted"
+			"           AND (deadline IS NULL OR deadline > clock_timestamp())"
+			"         ORDER BY dispatched_at LIMIT 1"
+			"           FOR UPDATE SKIP LOCKED) r"
+			" WHERE x.id = r.id"
+			" RETURNING x.id, r.status, x.started_by, x.tenant,"
+			"           CASE WHEN x.deadline IS NOT NULL THEN"
+			"                greatest(1, (1000 * extract(epoch FROM"
+			"                         x.deadline - clock_timestamp()))::bigint)"
+			"           END",
+			0, NULL);
+		claim_job_plan = prepare(
+			"UPDATE stellapack_internal.job_run jr"
+			"   SET status = 'running', attempt = jr.attempt + 1,"
+			"       started_at = clock_timestamp(), finished_at = NULL,"
+			"       worker = $2"
+			" WHERE jr.run_id = $1 AND jr.status = 'queued' AND jr.job ="
+			"       (SELECT q.job FROM stellapack_internal.job_run q"
+			"         WHERE q.run_id = $1 AND q.status = 'queued'"
+			"           AND q.kind = 'sql' AND q.not_before IS NULL"
+			"         ORDER BY q.ordinal LIMIT 1)"
+			" RETURNING jr.job, jr.command, jr.timeout_ms, jr.attempt",
+			2, types);
+		SPI_finish();
+	}
+
+	/* a wrong counter is put right, and the claim tried again */
+	for (tries = 0; tries < 3; tries++)
+	{
+		Datum		args[2];
+		HeapTuple	tup;
+		TupleDesc	desc;
+		bool		isnull;
+		pg_uuid_t	run_id;
+		Datum		d;
+		int64		left_ms;
+		bool		was_pending;
+		MemoryContext old;
+		SpLogLine	line;
+
+		SPI_connect();
+		if (SPI_execute_plan(claim_run_plan, NULL, NULL, false, 1) !=
+			SPI_OK_UPDATE_RETURNING)
+			elog(ERROR, "could not claim a job");
+		if (SPI_processed == 0)
+		{
+			SPI_finish();
+			return false;
+		}
+		tup = SPI_tuptable->vals[0];
+		desc = SPI_tuptable->tupdesc;
+		sp_claim_clear(c);
+		memcpy(&run_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
+			   sizeof(pg_uuid_t));
+		c->run_id = run_id;
+		was_pending = strcmp(SPI_getvalue(tup, desc, 2), "pending") == 0;
+		strlcpy(c->role, SPI_getvalue(tup, desc, 3), NAMEDATALEN);
+		c->tenant = MemoryContextStrdup(TopMemoryContext,
+										SPI_getvalue(tup, desc, 4));
+		d = SPI_getbinval(tup, desc, 5, &isnull);
+		left_ms = isnull ? 0 : DatumGetInt64(d);
+
+		args[0] = UUIDPGetDatum(&run_id);
+		args[1] = CStringGetTextDatum(worker);
+		if (SPI_execute_plan(claim_job_plan, args, NULL, false, 1) !=
+			SPI_OK_UPDATE_RETURNING)
+			elog(ERROR, "could not claim a job");
+		if (SPI_processed == 0)
+		{
+			SPI_finish();
+			call_engine("run_recount", &run_id, NULL);
+			continue;
+		}
+		tup = SPI_tuptable->vals[0];
+		desc = SPI_tuptable->tupdesc;
+		strlcpy(c->job, SPI_getvalue(tup, desc, 1), SP_JOB_NAME_LEN);
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		c->command = pstrdup(SPI_getvalue(tup, desc, 2));
+		MemoryContextSwitchTo(old);
+		d = SPI_getbinval(tup, desc, 3, &isnull);
+		c->timeout_ms = isnull ? 0 : DatumGetInt64(d);
+		c->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+		SPI_finish();
+
+		/* the pack's deadline bounds the job's own timeout */
+		if (left_ms > 0 && (c->timeout_ms == 0 || left_ms < c->timeout_ms))
+			c->timeout_ms = left_ms;
+
+		started_line(c, worker, &line);
+		sp_log_store(&c->run_id, &line, 1);
+		if (was_pending)
+			sp_event(&c->run_id, NULL, "running", c->tenant);
+		sp_event(&c->run_id, c->job, "running", c->tenant);
+		return true;
+	}
+	return false;
+}
+
+/*
+ * sp_job_succeeded records that the claimed job c succeeded with the
+ * given result (JSON text): its job run becomes final, its run's counters
+ * move, and its "succeeded" line is stored after the n lines the job
+ * left for its success.  When dependents may wait on the job, or the run
+ * ends or is past its deadline, the SQL functions take it from there.
+ *
+ * With "stay" set, the executor goes on with the next queued SQL job of
+ * the same run, when there is one, in the same statements: *next gets it
+ * and the result is true.  Otherwise the caller claims as usual.  Runs
+ * inside the job's transaction.
+ */
+bool
+sp_job_succeeded(SpClaim *c, const char *result, SpLogLine *lines, int n,
+				 bool stay, const char *worker, SpClaim *next)
+{
+	Datum		args[5];
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	bool		can_stay;
+	int64		left_ms = 0;
+	int			unfinished;
+	int			waiting;
+	bool		late;
+	int			attempt;
+	bool		took;
+	TimestampTz started;
+	SpLogLine  *all;
+	Datum		d;
+
+	SPI_connect();
+	if (run_lock_plan == NULL)
+	{
+		Oid			ltypes[1] = {UUIDOID};
+		Oid			etypes[5] = {UUIDOID, TEXTOID, TEXTOID, BOOLOID, TEXTOID};
+
+		run_lock_plan = prepare(
+			"SELECT ready_sql > 0 AND NOT cancel_requested AND NOT halted"
+			"       AND (deadline IS NULL OR deadline > clock_timestamp()),"
+			"       CASE WHEN deadline IS NOT NULL THEN"
+			"            greatest(1, (1000 * extract(epoch FROM"
+			"                     deadline - clock_timestamp()))::bigint)"
+			"       END"
+			"  FROM stellapack_internal.run WHERE id = $1 FOR UPDATE",
+			1, ltypes);
+
+		/*
+		 * Every data-modifying part sees the snapshot taken after the run
+		 * was locked, so the next job is chosen among settled rows.
+		 */
+		job_end_plan = prepare(
+			"WITH done AS ("
+			"  UPDATE stellapack_internal.job_run"
+			"     SET status = 'succeeded', finished_at = clock_timestamp(),"
+			"         result = $3::jsonb, error = NULL, sqlstate = NULL"
+			"   WHERE run_id = $1 AND job = $2 AND status = 'running'"
+			"  RETURNING attempt, started_at),"
+			" nxt AS ("
+			"  UPDATE stellapack_internal.job_run jr"
+			"     SET status = 'running', attempt = jr.attempt + 1,"
+			"         started_at = clock_timestamp(), finished_at = NULL,"
+			"         worker = $5"
+			"   WHERE $4 AND jr.run_id = $1 AND jr.status = 'queued'"
+			"     AND EXISTS (SELECT FROM done) AND jr.job ="
+			"         (SELECT q.job FROM stellapack_internal.job_run q"
+			"           WHERE q.run_id = $1 AND q.status = 'queued'"
+			"             AND q.kind = 'sql' AND q.not_before IS NULL"
+			"           ORDER BY q.ordinal LIMIT 1)"
+			"  RETURNING jr.job, jr.command, jr.timeout_ms, jr.attempt),"
+			" took AS (SELECT count(*)::int AS n FROM nxt),"
+			" counted AS ("
+			"  UPDATE stellapack_internal.run x"
+			"     SET unfinished = x.unfinished - 1,"
+			"         running = x.running - 1 + took.n,"
+			"         ready_sql = x.ready_sql - took.n"
+			"    FROM took, done"
+			"   WHERE x.id = $1"
+			"  RETURNING x.unfinished, x.unfinished - x.running - x.ready_sql"
+			"            AS waiting,"
+			"            coalesce(x.deadline <= clock_timestamp(), false)"
+			"            AS late)"
+			" SELECT done.attempt, done.started_at, counted.unfinished,"
+			"        counted.waiting, counted.late, nxt.job, nxt.command,"
+			"        nxt.timeout_ms, nxt.attempt"
+			"   FROM done CROSS JOIN counted LEFT JOIN nxt ON true",
+			5, etypes);
+	}
+
+	/* the run's row first: it is the lock every writer of a run takes */
+	args[0] = UUIDPGetDatum(&c->run_id);
+	if (SPI_execute_plan(run_lock_plan, args, NULL, false, 1) !=
+		SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not find the run of job \"%s\"", c->job);
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	can_stay = DatumGetBool(SPI_getbinval(tup, desc, 1, &isnull));
+	d = SPI_getbinval(tup, desc, 2, &isnull);
+	if (!isnull)
+		left_ms = DatumGetInt64(d);
+
+	args[1] = CStringGetTextDatum(c->job);
+	args[2] = CStringGetTextDatum(result);
+	args[3] = BoolGetDatum(stay && can_stay);
+	args[4] = CStringGetTextDatum(worker);
+	if (SPI_execute_plan(job_end_plan, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not record the end of job \"%s\"", c->job);
+	if (SPI_processed != 1)
+	{
+		/* no longer ours (cannot happen while we live): recount, go on */
+		SPI_finish();
+		call_engine("run_recount", &c->run_id, NULL);
+		return false;
+	}
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	attempt = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+	started = DatumGetTimestampTz(SPI_getbinval(tup, desc, 2, &isnull));
+	unfinished = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+	waiting = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+	late = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+	(void) SPI_getbinval(tup, desc, 6, &isnull);
+	took = !isnull;
+	if (took)
+	{
+		sp_claim_clear(next);
+		next->run_id = c->run_id;
+		strlcpy(next->job, SPI_getvalue(tup, desc, 6), SP_JOB_NAME_LEN);
+		strlcpy(next->role, c->role, NAMEDATALEN);
+		next->tenant = MemoryContextStrdup(TopMemoryContext, c->tenant);
+		next->command = MemoryContextStrdup(TopMemoryContext,
+											SPI_getvalue(tup, desc, 7));
+		d = SPI_getbinval(tup, desc, 8, &isnull);
+		next->timeout_ms = isnull ? 0 : DatumGetInt64(d);
+		next->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
+		if (left_ms > 0 &&
+			(next->timeout_ms == 0 || left_ms < next->timeout_ms))
+			next->timeout_ms = left_ms;
+	}
+	SPI_finish();
+
+	/* the job's own lines, its "succeeded" line, the next one's "started" */
+	all = palloc(sizeof(SpLogLine) * (n + 2));
+	if (n > 0)
+		memcpy(all, lines, sizeof(SpLogLine) * n);
+	all[n].job = c->job;
+	all[n].level = "info";
+	all[n].stream = "system";
+	all[n].message = psprintf("job \"%s\" succeeded in %.1f ms", c->job,
+							  (double) (GetCurrentTimestamp() - started) /
+							  1000.0);
+	all[n].data = psprintf("{\"event\": \"job_succeeded\", \"attempt\": %d}",
+						   attempt);
+	if (took)
+		started_line(next, worker, &all[n + 1]);
+	sp_log_store(&c->run_id, all, n + 1 + (took ? 1 : 0));
+	sp_event(&c->run_id, c->job, "succeeded", c->tenant);
+	if (took)
+		sp_event(&c->run_id, next->job, "running", c->tenant);
+
+	/* jobs that are neither running nor runnable may need this one */
+	if (waiting > 0)
+		call_engine("release_dependents", &c->run_id, c->job);
+	if (late || unfinished == 0)
+		call_engine("run_settle", &c->run_id, NULL);
+	return took;
+}
+
+/*
+ * sp_claim_clear frees what a claim holds and empties it.
+ */
+void
+sp_claim_clear(SpClaim *c)
+{
+	if (c->tenant)
+		pfree(c->tenant);
+	if (c->command)
+		pfree(c->command);
+	memset(c, 0, sizeof(SpClaim));
+}
