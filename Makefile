@@ -12,7 +12,8 @@ OBJS = \
 	src/announce.o \
 	src/executor.o \
 	src/launcher.o \
-	src/engine.o
+	src/engine.o \
+	src/bridge.o
 
 DATA = $(wildcard sql/stellapack--*.sql)
 SHLIB_LINK = -ljansson

@@ -59,6 +59,16 @@ const EXPECTED = [
   ['pg_cron_min_interval_ms', 'latency', 'ms'],
   ['stellapack_log_lines_per_s', 'log', 'lines/s'],
   ['raw_multirow_insert_lines_per_s', 'log', 'lines/s'],
+  ['raw_job_writes_tps', 'throughput', 'tx/s'],
+  ['raw_external_job_writes_jobs_per_s', 'throughput', 'jobs/s'],
+];
+
+// Floors: what the writes a job must make allow at most (raw/pgbench.js), as
+// [floor, the target's reference, the stellapack figure].
+const FLOORS = [
+  ['raw_job_writes_tps', 'pgbench_insert_tps', 'stellapack_sql_jobs_per_s'],
+  ['raw_external_job_writes_jobs_per_s', 'graphile_worker_unbatched_jobs_per_s', 'stellapack_external_jobs_per_s'],
+  ['notify_insert_roundtrip_p50_ms', 'notify_roundtrip_p50_ms', 'stellapack_log_stream_p50_ms'],
 ];
 
 // Targets: stellapack figure OP factor x reference figure.
@@ -69,7 +79,7 @@ const TARGETS = [
   ['stellapack_dispatch_p50_ms', '<', 1, 'pg_boss_dispatch_p50_ms'],
   ['stellapack_log_stream_p50_ms', '<=', 2, 'notify_roundtrip_p50_ms'],
   ['stellapack_external_jobs_per_s', '>=', 1, 'graphile_worker_unbatched_jobs_per_s'],
-  ['stellapack_external_jobs_per_s', '>=', 0.5, 'graphile_worker_batched_jobs_per_s'],
+  ['stellapack_external_batched_jobs_per_s', '>=', 0.5, 'graphile_worker_batched_jobs_per_s'],
   ['stellapack_log_lines_per_s', '>=', 0.5, 'raw_multirow_insert_lines_per_s'],
 ];
 
@@ -462,6 +472,24 @@ function main() {
   const met = targetRows.filter((r) => r[5] === '**met**').length;
   const missed = targetRows.filter((r) => r[5] === '**missed**').length;
   md.push(`${met} met, ${missed} missed, ${targetRows.length - met - missed} not measured (of ${targetRows.length}).`);
+  md.push('');
+
+  md.push('### Floors: the least work a job needs, measured raw');
+  md.push('');
+  md.push(
+    'A floor is the raw server doing only what the feature must do (write the job\'s rows and log lines; store a line ' +
+      'before announcing it), with no engine around it. It bounds what any implementation can reach on this machine.',
+  );
+  md.push('');
+  const floorRows = FLOORS.map(([fName, rName, sName]) => {
+    const f = byName.get(fName);
+    const r = byName.get(rName);
+    const s = byName.get(sName);
+    const cell = (x) => (x ? `${fmt(x.median, x.unit)} ${x.unit}` : 'not measured');
+    const q = (a, b) => (a && b && Number.isFinite(a.median) && Number.isFinite(b.median) ? fmtRatio(a.median / b.median) : '—');
+    return [`\`${fName}\``, cell(f), `\`${rName}\` ${cell(r)}`, q(f, r), `\`${sName}\` ${cell(s)}`, q(s, f)];
+  });
+  md.push(table(['Floor', 'Value', 'Target reference', 'Floor ÷ reference', 'stellapack', 'stellapack ÷ floor'], floorRows));
   md.push('');
 
   md.push('### Every stellapack figure against the raw limit and the best peer');

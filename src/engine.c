@@ -31,20 +31,20 @@
 
 static SPIPlanPtr claim_run_plan = NULL;
 static SPIPlanPtr claim_job_plan = NULL;
-static SPIPlanPtr run_lock_plan = NULL;
 static SPIPlanPtr job_end_plan = NULL;
 static SPIPlanPtr channel_plan = NULL;
 
 /*
- * prepare makes a statement into a plan kept for the life of the process.
+ * sp_prepare_kept makes a statement into a plan kept for the life of the
+ * process.  Called inside an SPI connection.
  */
-static SPIPlanPtr
-prepare(const char *sql, int nargs, Oid *types)
+SPIPlanPtr
+sp_prepare_kept(const char *sql, int nargs, Oid *types)
 {
 	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
 
 	if (plan == NULL)
-		elog(ERROR, "could not prepare an engine statement: %s",
+		elog(ERROR, "could not prepare a statement of stellapack: %s",
 			 SPI_result_code_string(SPI_result));
 	SPI_keepplan(plan);
 	return plan;
@@ -70,7 +70,8 @@ sp_events_channel(const char *tenant)
 	{
 		Oid			types[1] = {TEXTOID};
 
-		channel_plan = prepare("SELECT stellapack_internal.events_channel($1)",
+		channel_plan =
+			sp_prepare_kept("SELECT stellapack_internal.events_channel($1)",
 							   1, types);
 	}
 	arg = CStringGetTextDatum(tenant);
@@ -134,11 +135,11 @@ sp_event_sql(PG_FUNCTION_ARGS)
 }
 
 /*
- * call_engine runs "SELECT stellapack_internal.<function>($1, ...)" for
+ * sp_engine_call runs "SELECT stellapack_internal.<function>($1, ...)" for
  * the rare transitions; the run id comes first, then the job when given.
  */
-static void
-call_engine(const char *function, pg_uuid_t *run_id, const char *job)
+void
+sp_engine_call(const char *function, pg_uuid_t *run_id, const char *job)
 {
 	Datum		args[2];
 	Oid			types[2] = {UUIDOID, TEXTOID};
@@ -157,16 +158,17 @@ call_engine(const char *function, pg_uuid_t *run_id, const char *job)
 }
 
 /*
- * started_line fills *line with the "started" line of the job in c.
+ * sp_started_line fills *line with the "started" line of the job in c,
+ * which runs on "where" (an executor, or "runner NAME").
  */
-static void
-started_line(SpClaim *c, const char *worker, SpLogLine *line)
+void
+sp_started_line(SpClaim *c, const char *where, SpLogLine *line)
 {
 	line->job = c->job;
 	line->level = "info";
 	line->stream = "system";
 	line->message = psprintf("job \"%s\" started (attempt %d) on %s",
-							 c->job, c->attempt, worker);
+							 c->job, c->attempt, where);
 	line->data = psprintf("{\"event\": \"job_started\", \"attempt\": %d}",
 						  c->attempt);
 }
@@ -195,7 +197,7 @@ sp_claim_sql(const char *worker, SpClaim *c)
 		 * snapshot taken after it, so that it sees every claim committed
 		 * before.
 		 */
-		claim_run_plan = prepare(
+		claim_run_plan = sp_prepare_kept(
 			"UPDATE stellapack_internal.run x"
 			"   SET ready_sql = x.ready_sql - 1, running = x.running + 1,"
 			"       dispatched_at = clock_timestamp(), status = 'running',"
@@ -210,10 +212,10 @@ sp_claim_sql(const char *worker, SpClaim *c)
 			" RETURNING x.id, r.status, x.started_by, x.tenant,"
 			"           CASE WHEN x.deadline IS NOT NULL THEN"
 			"                greatest(1, (1000 * extract(epoch FROM"
-			"                         x.deadline - clock_timestamp()))::bigint)"
+			"                     x.deadline - clock_timestamp()))::bigint)"
 			"           END",
 			0, NULL);
-		claim_job_plan = prepare(
+		claim_job_plan = sp_prepare_kept(
 			"UPDATE stellapack_internal.job_run jr"
 			"   SET status = 'running', attempt = jr.attempt + 1,"
 			"       started_at = clock_timestamp(), finished_at = NULL,"
@@ -272,7 +274,7 @@ sp_claim_sql(const char *worker, SpClaim *c)
 		if (SPI_processed == 0)
 		{
 			SPI_finish();
-			call_engine("run_recount", &run_id, NULL);
+			sp_engine_call("run_recount", &run_id, NULL);
 			continue;
 		}
 		tup = SPI_tuptable->vals[0];
@@ -290,7 +292,7 @@ sp_claim_sql(const char *worker, SpClaim *c)
 		if (left_ms > 0 && (c->timeout_ms == 0 || left_ms < c->timeout_ms))
 			c->timeout_ms = left_ms;
 
-		started_line(c, worker, &line);
+		sp_started_line(c, worker, &line);
 		sp_log_store(&c->run_id, &line, 1);
 		if (was_pending)
 			sp_event(&c->run_id, NULL, "running", c->tenant);
@@ -302,28 +304,31 @@ sp_claim_sql(const char *worker, SpClaim *c)
 
 /*
  * sp_job_succeeded records that the claimed job c succeeded with the
- * given result (JSON text): its job run becomes final, its run's counters
- * move, and its "succeeded" line is stored after the n lines the job
+ * given result (JSON text, or NULL): its job run becomes final, its run's
+ * counters move, and its "succeeded" line is stored after the n lines the job
  * left for its success.  When dependents may wait on the job, or the run
  * ends or is past its deadline, the SQL functions take it from there.
  *
  * With "stay" set, the executor goes on with the next queued SQL job of
  * the same run, when there is one, in the same statements: *next gets it
- * and the result is true.  Otherwise the caller claims as usual.  Runs
- * inside the job's transaction.
+ * and the result is SP_END_TOOK_NEXT.  An external job's lease is given:
+ * it must still be the job's, unexpired, and its run not canceled.  When
+ * the job is not running (or the lease fails), nothing is written and the
+ * result is SP_END_NOT_RUNNING.  Runs inside the caller's transaction.
  */
-bool
-sp_job_succeeded(SpClaim *c, const char *result, SpLogLine *lines, int n,
-				 bool stay, const char *worker, SpClaim *next)
+SpEnd
+sp_job_succeeded(SpClaim *c, pg_uuid_t *lease, const char *result,
+				 SpLogLine *lines, int n, bool stay, const char *worker,
+				 SpClaim *next)
 {
-	Datum		args[5];
+	Datum		args[6];
+	char		nulls[7] = "      ";
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
-	bool		can_stay;
 	int64		left_ms = 0;
 	int			unfinished;
-	int			waiting;
+	bool		dependents;
 	bool		late;
 	int			attempt;
 	bool		took;
@@ -332,39 +337,48 @@ sp_job_succeeded(SpClaim *c, const char *result, SpLogLine *lines, int n,
 	Datum		d;
 
 	SPI_connect();
-	if (run_lock_plan == NULL)
+	if (job_end_plan == NULL)
 	{
-		Oid			ltypes[1] = {UUIDOID};
-		Oid			etypes[5] = {UUIDOID, TEXTOID, TEXTOID, BOOLOID, TEXTOID};
-
-		run_lock_plan = prepare(
-			"SELECT ready_sql > 0 AND NOT cancel_requested AND NOT halted"
-			"       AND (deadline IS NULL OR deadline > clock_timestamp()),"
-			"       CASE WHEN deadline IS NOT NULL THEN"
-			"            greatest(1, (1000 * extract(epoch FROM"
-			"                     deadline - clock_timestamp()))::bigint)"
-			"       END"
-			"  FROM stellapack_internal.run WHERE id = $1 FOR UPDATE",
-			1, ltypes);
+		Oid			types[6] = {UUIDOID, TEXTOID, TEXTOID, BOOLOID, TEXTOID,
+		UUIDOID};
 
 		/*
-		 * Every data-modifying part sees the snapshot taken after the run
-		 * was locked, so the next job is chosen among settled rows.
+		 * One statement.  "lk" locks the run's row before anything else
+		 * is touched (the other parts wait for it through their EXISTS
+		 * tests), which keeps the lock order of every writer of runs.  The
+		 * snapshot is older than the lock, so the next job may have been
+		 * taken meanwhile: its status is checked again on the row's latest
+		 * version, and then nothing is taken.
 		 */
-		job_end_plan = prepare(
-			"WITH done AS ("
+		job_end_plan = sp_prepare_kept(
+			"WITH lk AS ("
+			"  SELECT $4 AND ready_sql > 0 AND NOT cancel_requested"
+			"         AND NOT halted"
+			"         AND (deadline IS NULL OR deadline > clock_timestamp())"
+			"         AS stay,"
+			"         CASE WHEN deadline IS NOT NULL THEN"
+			"              greatest(1, (1000 * extract(epoch FROM"
+			"                       deadline - clock_timestamp()))::bigint)"
+			"         END AS left_ms, cancel_requested"
+			"    FROM stellapack_internal.run WHERE id = $1 FOR UPDATE),"
+			" done AS ("
 			"  UPDATE stellapack_internal.job_run"
 			"     SET status = 'succeeded', finished_at = clock_timestamp(),"
 			"         result = $3::jsonb, error = NULL, sqlstate = NULL"
 			"   WHERE run_id = $1 AND job = $2 AND status = 'running'"
+			"     AND EXISTS (SELECT FROM lk)"
+			"     AND ($6::uuid IS NULL"
+			"          OR (lease_id = $6"
+			"              AND lease_expires_at > clock_timestamp()"
+			"              AND NOT (SELECT cancel_requested FROM lk)))"
 			"  RETURNING attempt, started_at),"
 			" nxt AS ("
 			"  UPDATE stellapack_internal.job_run jr"
 			"     SET status = 'running', attempt = jr.attempt + 1,"
 			"         started_at = clock_timestamp(), finished_at = NULL,"
 			"         worker = $5"
-			"   WHERE $4 AND jr.run_id = $1 AND jr.status = 'queued'"
-			"     AND EXISTS (SELECT FROM done) AND jr.job ="
+			"   WHERE (SELECT stay FROM lk) AND EXISTS (SELECT FROM done)"
+			"     AND jr.run_id = $1 AND jr.status = 'queued' AND jr.job ="
 			"         (SELECT q.job FROM stellapack_internal.job_run q"
 			"           WHERE q.run_id = $1 AND q.status = 'queued'"
 			"             AND q.kind = 'sql' AND q.not_before IS NULL"
@@ -378,51 +392,49 @@ sp_job_succeeded(SpClaim *c, const char *result, SpLogLine *lines, int n,
 			"         ready_sql = x.ready_sql - took.n"
 			"    FROM took, done"
 			"   WHERE x.id = $1"
-			"  RETURNING x.unfinished, x.unfinished - x.running - x.ready_sql"
-			"            AS waiting,"
+			"  RETURNING x.unfinished,"
 			"            coalesce(x.deadline <= clock_timestamp(), false)"
 			"            AS late)"
 			" SELECT done.attempt, done.started_at, counted.unfinished,"
-			"        counted.waiting, counted.late, nxt.job, nxt.command,"
-			"        nxt.timeout_ms, nxt.attempt"
-			"   FROM done CROSS JOIN counted LEFT JOIN nxt ON true",
-			5, etypes);
+			"        EXISTS (SELECT FROM stellapack_internal.job_run d"
+			"                 WHERE d.run_id = $1 AND d.status = 'blocked'"
+			"                   AND $2 = ANY (d.needs)),"
+			"        counted.late, nxt.job, nxt.command,"
+			"        nxt.timeout_ms, nxt.attempt, lk.left_ms"
+			"   FROM lk, done, counted LEFT JOIN nxt ON true",
+			6, types);
 	}
 
-	/* the run's row first: it is the lock every writer of a run takes */
 	args[0] = UUIDPGetDatum(&c->run_id);
-	if (SPI_execute_plan(run_lock_plan, args, NULL, false, 1) !=
-		SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not find the run of job \"%s\"", c->job);
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	can_stay = DatumGetBool(SPI_getbinval(tup, desc, 1, &isnull));
-	d = SPI_getbinval(tup, desc, 2, &isnull);
-	if (!isnull)
-		left_ms = DatumGetInt64(d);
-
 	args[1] = CStringGetTextDatum(c->job);
-	args[2] = CStringGetTextDatum(result);
-	args[3] = BoolGetDatum(stay && can_stay);
+	args[2] = result ? CStringGetTextDatum(result) : (Datum) 0;
+	args[3] = BoolGetDatum(stay && next != NULL);
 	args[4] = CStringGetTextDatum(worker);
-	if (SPI_execute_plan(job_end_plan, args, NULL, false, 1) != SPI_OK_SELECT)
+	args[5] = lease ? UUIDPGetDatum(lease) : (Datum) 0;
+	if (!result)
+		nulls[2] = 'n';
+	if (!lease)
+		nulls[5] = 'n';
+	if (SPI_execute_plan(job_end_plan, args, nulls, false, 1) !=
+		SPI_OK_SELECT)
 		elog(ERROR, "could not record the end of job \"%s\"", c->job);
 	if (SPI_processed != 1)
 	{
-		/* no longer ours (cannot happen while we live): recount, go on */
 		SPI_finish();
-		call_engine("run_recount", &c->run_id, NULL);
-		return false;
+		return SP_END_NOT_RUNNING;
 	}
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	attempt = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
 	started = DatumGetTimestampTz(SPI_getbinval(tup, desc, 2, &isnull));
 	unfinished = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-	waiting = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+	dependents = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
 	late = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+	d = SPI_getbinval(tup, desc, 10, &isnull);
+	if (!isnull)
+		left_ms = DatumGetInt64(d);
 	(void) SPI_getbinval(tup, desc, 6, &isnull);
-	took = !isnull;
+	took = !isnull && next != NULL;
 	if (took)
 	{
 		sp_claim_clear(next);
@@ -454,18 +466,18 @@ sp_job_succeeded(SpClaim *c, const char *result, SpLogLine *lines, int n,
 	all[n].data = psprintf("{\"event\": \"job_succeeded\", \"attempt\": %d}",
 						   attempt);
 	if (took)
-		started_line(next, worker, &all[n + 1]);
+		sp_started_line(next, worker, &all[n + 1]);
 	sp_log_store(&c->run_id, all, n + 1 + (took ? 1 : 0));
 	sp_event(&c->run_id, c->job, "succeeded", c->tenant);
 	if (took)
 		sp_event(&c->run_id, next->job, "running", c->tenant);
 
-	/* jobs that are neither running nor runnable may need this one */
-	if (waiting > 0)
-		call_engine("release_dependents", &c->run_id, c->job);
+	/* jobs blocked on this one lose a need */
+	if (dependents)
+		sp_engine_call("release_dependents", &c->run_id, c->job);
 	if (late || unfinished == 0)
-		call_engine("run_settle", &c->run_id, NULL);
-	return took;
+		sp_engine_call("run_settle", &c->run_id, NULL);
+	return took ? SP_END_TOOK_NEXT : SP_END_DONE;
 }
 
 /*

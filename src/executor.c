@@ -512,6 +512,8 @@ run_job(SpClaim *next)
 		ListCell   *lc;
 		SpLogLine  *lines;
 		int			nlines = 0;
+		SpEnd		end;
+		bool		in_slice;
 
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
@@ -532,13 +534,15 @@ run_job(SpClaim *next)
 		reset_session();
 		snprintf(result, sizeof(result), "{\"rows\": " UINT64_FORMAT "}",
 				 processed);
-		claimed = sp_job_succeeded(&current, result, lines, nlines,
-								   !TimestampDifferenceExceeds(slice_start,
-															   GetCurrentTimestamp(),
-															   SP_SLICE_MS),
-								   worker_name, next);
-		if (!claimed)
-			claimed = claim_next(next);
+		in_slice = !TimestampDifferenceExceeds(slice_start,
+											   GetCurrentTimestamp(),
+											   SP_SLICE_MS);
+		end = sp_job_succeeded(&current, NULL, result, lines, nlines,
+							   in_slice, worker_name, next);
+		/* not running any more cannot happen while we live: recount */
+		if (end == SP_END_NOT_RUNNING)
+			sp_engine_call("run_recount", &current.run_id, NULL);
+		claimed = (end == SP_END_TOOK_NEXT) || claim_next(next);
 
 		PopActiveSnapshot();
 		SPI_finish();

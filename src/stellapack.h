@@ -14,6 +14,7 @@
 #define STELLAPACK_H
 
 #include "datatype/timestamp.h"
+#include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "storage/dsm.h"
 #include "storage/latch.h"
@@ -129,9 +130,20 @@ typedef struct SpClaim
 
 /* engine.c */
 extern bool sp_claim_sql(const char *worker, SpClaim *c);
-extern bool sp_job_succeeded(SpClaim *c, const char *result,
-							 SpLogLine *lines, int n, bool stay,
-							 const char *worker, SpClaim *next);
+typedef enum SpEnd
+{
+	SP_END_NOT_RUNNING,			/* not recorded: the job is not running */
+	SP_END_DONE,				/* recorded */
+	SP_END_TOOK_NEXT			/* recorded, and the next job claimed */
+} SpEnd;
+
+extern SpEnd sp_job_succeeded(SpClaim *c, pg_uuid_t *lease,
+							  const char *result, SpLogLine *lines, int n,
+							  bool stay, const char *worker, SpClaim *next);
+extern void sp_engine_call(const char *function, pg_uuid_t *run_id,
+						   const char *job);
+extern void sp_started_line(SpClaim *c, const char *where, SpLogLine *line);
+extern SPIPlanPtr sp_prepare_kept(const char *sql, int nargs, Oid *types);
 extern void sp_claim_clear(SpClaim *c);
 extern void sp_event(pg_uuid_t *run_id, const char *job, const char *status,
 					 const char *tenant);

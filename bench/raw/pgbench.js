@@ -1,9 +1,15 @@
 'use strict';
-// Raw limit: single-row INSERT transactions per second with pgbench at
-// concurrency C (BENCH_PGBENCH_CLIENTS, default 4 = stellapack's pool size),
-// for BENCH_PGBENCH_SECONDS (quick 10, full 20) per repetition.
+// Raw limits with pgbench at concurrency C (BENCH_PGBENCH_CLIENTS, default 4
+// = stellapack's pool size), for BENCH_PGBENCH_SECONDS (quick 10, full 20)
+// per repetition, the scenarios taking turns within each repetition:
+//  - single-row INSERT transactions (the reference of the SQL-job target);
+//  - the floor of a SQL job: only the rows a job must write, in one
+//    statement (raw/job_writes.sql);
+//  - the floor of an external job: a runner's two transactions with only the
+//    rows they must write (raw/external_writes.sql).
 //
-//   node raw/pgbench.js   -> pgbench_insert_tps
+//   node raw/pgbench.js   -> pgbench_insert_tps, raw_job_writes_tps,
+//                            raw_external_job_writes_jobs_per_s
 
 const path = require('node:path');
 const fs = require('node:fs');
@@ -15,7 +21,6 @@ const B = require('../peers/lib');
 const CLIENTS = B.param('pgbench_clients', 4, 4);
 const SECONDS = B.param('pgbench_seconds', 10, 20);
 const THREADS = Math.max(1, Math.min(CLIENTS, os.cpus().length));
-const SCRIPT = path.join(__dirname, 'pgbench_insert.sql');
 
 function pgbenchPath() {
   if (process.env.PGBENCH) return process.env.PGBENCH;
@@ -38,37 +43,93 @@ function runPgbench(args) {
   });
 }
 
+// Tables of the floors: rows the size of stellapack's, HOT-friendly
+// (fillfactor 50, primary keys only), so that the floors are generous.
+const FLOOR_TABLES = [
+  'CREATE TABLE floor_job (run_id int, job int, status text NOT NULL, attempt int NOT NULL DEFAULT 0, worker text, ' +
+    'started_at timestamptz, finished_at timestamptz, result jsonb, lease_id uuid, lease_expires_at timestamptz, ' +
+    'PRIMARY KEY (run_id, job)) WITH (fillfactor = 50)',
+  'CREATE TABLE floor_seq (run_id int PRIMARY KEY, last_seq bigint NOT NULL DEFAULT 0) WITH (fillfactor = 50)',
+  'CREATE TABLE floor_log (run_id int, seq bigint, ts timestamptz NOT NULL, job text, level text NOT NULL, ' +
+    'stream text NOT NULL, message text NOT NULL, PRIMARY KEY (run_id, seq))',
+];
+
+async function resetFloor(client) {
+  await client.query('TRUNCATE floor_job, floor_seq, floor_log');
+  await client.query('INSERT INTO floor_seq SELECT g FROM generate_series(1, 1000) g');
+  await client.query("INSERT INTO floor_job SELECT r, j, 'queued' FROM generate_series(1, 1000) r, generate_series(1, 101) j");
+  await B.settle(client, ['floor_job', 'floor_seq', 'floor_log']);
+}
+
+const SCENARIOS = [
+  {
+    name: 'pgbench_insert_tps',
+    unit: 'tx/s',
+    script: 'pgbench_insert.sql',
+    reset: async (client) => {
+      await client.query('TRUNCATE bench_raw_pgbench');
+      await B.settle(client, ['bench_raw_pgbench']);
+    },
+    note: 'one single-row INSERT per transaction into a small table (identity primary key)',
+  },
+  {
+    name: 'raw_job_writes_tps',
+    unit: 'tx/s',
+    script: 'job_writes.sql',
+    reset: resetFloor,
+    note:
+      'the floor of a SQL job: one statement writing only what a job must (its outcome, the next job\'s claim, two log ' +
+      'lines numbered from the run\'s sequence row) into HOT-friendly tables; no job SQL, no announcement',
+  },
+  {
+    name: 'raw_external_job_writes_jobs_per_s',
+    unit: 'jobs/s',
+    script: 'external_writes.sql',
+    reset: resetFloor,
+    note:
+      'the floor of an external job: two transactions per job (lease with its "started" line, then outcome with its ' +
+      '"succeeded" line), one statement each; no lease check, no counters, no announcement',
+  },
+];
+
 B.main(async () => {
   const client = new pg.Client(B.pgConfig());
   await client.connect();
-  await client.query('DROP TABLE IF EXISTS bench_raw_pgbench');
+  await client.query('DROP TABLE IF EXISTS bench_raw_pgbench, floor_job, floor_seq, floor_log');
   await client.query(
     'CREATE TABLE bench_raw_pgbench (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v int NOT NULL, at timestamptz NOT NULL DEFAULT now())',
   );
-  const args = ['-n', '-M', 'prepared', '-c', String(CLIENTS), '-j', String(THREADS), '-f', SCRIPT];
+  for (const sql of FLOOR_TABLES) await client.query(sql);
+  const args = (sc) => ['-n', '-M', 'prepared', '-c', String(CLIENTS), '-j', String(THREADS), '-f', path.join(__dirname, sc.script)];
   try {
-    await runPgbench([...args, '-T', '2']); // warm-up, not recorded
-    const values = [];
-    for (let r = 0; r < B.REPS; r++) {
-      await client.query('TRUNCATE bench_raw_pgbench');
-      await B.settle(client, ['bench_raw_pgbench']);
-      const out = await runPgbench([...args, '-T', String(SECONDS)]);
-      const m = /tps = ([0-9.]+) \(without initial connection time\)/.exec(out);
-      if (!m) throw new Error(`could not find tps in pgbench output:\n${out}`);
-      const tps = Number(m[1]);
-      B.log(`pgbench rep ${r + 1}/${B.REPS}: ${tps.toFixed(1)} tps`);
-      values.push(tps);
+    const values = new Map(SCENARIOS.map((sc) => [sc.name, []]));
+    for (const sc of SCENARIOS) {
+      await sc.reset(client);
+      await runPgbench([...args(sc), '-T', '2']); // warm-up, not recorded
     }
-    B.emit({
-      name: 'pgbench_insert_tps',
-      group: 'throughput',
-      unit: 'tx/s',
-      values,
-      better: 'higher',
-      note: `pgbench -M prepared -c ${CLIENTS} -j ${THREADS} -T ${SECONDS}: one single-row INSERT per transaction into a small table (identity primary key)`,
-    });
+    for (let r = 0; r < B.REPS; r++) {
+      for (const sc of SCENARIOS) {
+        await sc.reset(client);
+        const out = await runPgbench([...args(sc), '-T', String(SECONDS)]);
+        const m = /tps = ([0-9.]+) \(without initial connection time\)/.exec(out);
+        if (!m) throw new Error(`could not find tps in pgbench output:\n${out}`);
+        const tps = Number(m[1]);
+        B.log(`${sc.name} rep ${r + 1}/${B.REPS}: ${tps.toFixed(1)} ${sc.unit}`);
+        values.get(sc.name).push(tps);
+      }
+    }
+    for (const sc of SCENARIOS) {
+      B.emit({
+        name: sc.name,
+        group: 'throughput',
+        unit: sc.unit,
+        values: values.get(sc.name),
+        better: 'higher',
+        note: `pgbench -M prepared -c ${CLIENTS} -j ${THREADS} -T ${SECONDS}: ${sc.note}`,
+      });
+    }
   } finally {
-    await client.query('DROP TABLE IF EXISTS bench_raw_pgbench').catch(() => {});
+    await client.query('DROP TABLE IF EXISTS bench_raw_pgbench, floor_job, floor_seq, floor_log').catch(() => {});
     await client.end();
   }
 });

@@ -157,9 +157,10 @@ async function waitRuns(c, ids, timeout = '120 s') {
     });
     await listener.query('LISTEN stellapack_events');
     // runs that ended before the LISTEN, then a slow re-check as a safety net
+    // (on the table: the pack_runs view counts every run's jobs)
     const deadline = Date.now() + seconds * 1000;
     while (left.size > 0) {
-      const { rows } = await c.query('SELECT id FROM stellapack.pack_runs WHERE id = ANY ($1::uuid[]) AND status = ANY ($2)', [
+      const { rows } = await c.query('SELECT id FROM stellapack_internal.run WHERE id = ANY ($1::uuid[]) AND status = ANY ($2)', [
         [...left],
         [...FINAL],
       ]);
@@ -168,7 +169,7 @@ async function waitRuns(c, ids, timeout = '120 s') {
       if (Date.now() > deadline) throw new Error(`${left.size} of ${ids.length} runs still not final after ${timeout}`);
       await new Promise((resolve) => {
         wake = resolve;
-        setTimeout(resolve, 500);
+        setTimeout(resolve, 2000);
       });
     }
   } finally {

@@ -3,7 +3,9 @@
 -- engine only sees committed runs.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(41);
+SELECT plan(46);
+
+\ir helpers.psql
 
 CREATE TABLE public.tap_side (run uuid, job text, note text,
 							  at timestamptz DEFAULT clock_timestamp());
@@ -64,6 +66,25 @@ SELECT is((SELECT count(*)::int FROM many m, stellapack.pack_run_wait(m.id, '30 
 	'20 runs started at once all complete');
 SELECT is((SELECT count(*)::int FROM many m JOIN public.tap_side s ON s.run = m.id AND s.note = m.g::text), 20,
 	'each run has its own result');
+
+-- fairness: a run started behind a long one of short jobs is served at
+-- once, not after it (an executor stays with one run a few ms at most)
+SELECT stellapack.pack_register('tap-long', (SELECT '{"max_parallel": 4, "jobs": ['
+	|| string_agg(format('{"name": "j%s", "command": "SELECT pg_sleep(0.003)"}', g), ',') || ']}'
+	FROM generate_series(1, 800) g)) IS NOT NULL AS registered \gset
+SELECT stellapack.pack_register('tap-short', '{"jobs": [{"name": "one", "command": "SELECT 1"}]}') IS NOT NULL AS registered \gset
+SELECT id AS rlong FROM stellapack.pack_run_start('tap-long') \gset
+SELECT ok(pg_temp.wait_for(format($$SELECT count(*) >= 20 FROM stellapack.job_runs WHERE run_id = %L AND status = 'succeeded'$$, :'rlong')),
+	'the long run is under way');
+SELECT id AS rshort FROM stellapack.pack_run_start('tap-short') \gset
+SELECT is(status, 'completed', 'a run started behind a long one completes')
+  FROM stellapack.pack_run_wait(:'rshort', '20 s');
+SELECT cmp_ok((SELECT count(*)::int FROM stellapack.job_runs WHERE run_id = :'rlong' AND status IN ('queued', 'running')), '>', 100,
+	'... while most of the long run is still to do');
+SELECT is(status, 'completed', 'the long run completes too')
+  FROM stellapack.pack_run_wait(:'rlong', '60 s');
+SELECT is((SELECT count(*)::int FROM stellapack.pack_run_log WHERE run_id = :'rlong'), 2 * 800 + 2,
+	'the long run logged each job start and end once, and its creation and end');
 
 -- timeout
 SELECT stellapack.pack_register('tap-timeout', '{"jobs": [{"name": "slow", "command": "SELECT pg_sleep(30)", "timeout": "300ms"}]}') IS NOT NULL AS registered \gset

@@ -3,7 +3,7 @@
 -- expire; stale leases refused.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(26);
+SELECT plan(31);
 
 \ir helpers.psql
 CREATE TABLE public.tap_bridge (run uuid, job text);
@@ -67,6 +67,20 @@ SELECT is((SELECT error FROM stellapack.job_runs WHERE run_id = :'lrun'), 'the l
 	'the job says its lease expired');
 SELECT is((SELECT string_agg(status, ',' ORDER BY attempt) FROM stellapack.job_attempts WHERE run_id = :'lrun'),
 	'failed,failed', 'both attempts are visible');
+
+-- a batch: claimed in one call, completed in one statement (in run order)
+SELECT stellapack.pack_register('tap-batch', '{"max_parallel": 10, "jobs": [{"name": "a", "kind": "external", "queue": "tap-b"}, {"name": "b", "kind": "external", "queue": "tap-b"}, {"name": "c", "kind": "external", "queue": "tap-b"}]}') IS NOT NULL AS r \gset
+SELECT id AS brun FROM stellapack.pack_run_start('tap-batch') \gset
+CREATE TEMP TABLE batch AS SELECT * FROM stellapack.job_claim('tap-w', ARRAY['tap-b'], max_jobs => 10);
+SELECT is((SELECT count(*)::int FROM batch), 3, 'job_claim(max_jobs => 10) leases the three jobs of the queue');
+SELECT is((SELECT count(DISTINCT lease_id)::int FROM batch), 3, '... each with a lease of its own');
+SELECT is((SELECT string_agg(c.status, ',') FROM (SELECT lease_id FROM batch ORDER BY run_id, job) b,
+		   LATERAL stellapack.job_complete(b.lease_id, true) c), 'succeeded,succeeded,succeeded',
+	'one statement completes the whole batch');
+SELECT is(status, 'completed', 'the batched run completes')
+  FROM stellapack.pack_run_wait(:'brun', '20 s');
+SELECT is((SELECT count(*)::int FROM stellapack.pack_run_log WHERE run_id = :'brun' AND message LIKE 'job % started (attempt 1) on runner tap-w'), 3,
+	'each leased job has its "started" line, naming the runner');
 
 -- errors a runner acts on
 SELECT is(left(pg_temp.err($$SELECT stellapack.job_heartbeat('00000000-0000-0000-0000-000000000000')$$), 5), 'P0002',
