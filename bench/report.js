@@ -61,6 +61,7 @@ const EXPECTED = [
   ['raw_multirow_insert_lines_per_s', 'log', 'lines/s'],
   ['raw_job_writes_tps', 'throughput', 'tx/s'],
   ['raw_external_job_writes_jobs_per_s', 'throughput', 'jobs/s'],
+  ['raw_external_batch_writes_jobs_per_s', 'throughput', 'jobs/s'],
 ];
 
 // Floors: what the writes a job must make allow at most (raw/pgbench.js), as
@@ -68,6 +69,7 @@ const EXPECTED = [
 const FLOORS = [
   ['raw_job_writes_tps', 'pgbench_insert_tps', 'stellapack_sql_jobs_per_s'],
   ['raw_external_job_writes_jobs_per_s', 'graphile_worker_unbatched_jobs_per_s', 'stellapack_external_jobs_per_s'],
+  ['raw_external_batch_writes_jobs_per_s', 'graphile_worker_batched_jobs_per_s', 'stellapack_external_batched_jobs_per_s'],
   ['notify_insert_roundtrip_p50_ms', 'notify_roundtrip_p50_ms', 'stellapack_log_stream_p50_ms'],
 ];
 

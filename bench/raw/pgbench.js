@@ -6,10 +6,12 @@
 //  - the floor of a SQL job: only the rows a job must write, in one
 //    statement (raw/job_writes.sql);
 //  - the floor of an external job: a runner's two transactions with only the
-//    rows they must write (raw/external_writes.sql).
+//    rows they must write (raw/external_writes.sql), one job at a time and
+//    in batches of 50 (raw/external_batch_writes.sql).
 //
 //   node raw/pgbench.js   -> pgbench_insert_tps, raw_job_writes_tps,
-//                            raw_external_job_writes_jobs_per_s
+//                            raw_external_job_writes_jobs_per_s,
+//                            raw_external_batch_writes_jobs_per_s
 
 const path = require('node:path');
 const fs = require('node:fs');
@@ -90,6 +92,16 @@ const SCENARIOS = [
       'the floor of an external job: two transactions per job (lease with its "started" line, then outcome with its ' +
       '"succeeded" line), one statement each; no lease check, no counters, no announcement',
   },
+  {
+    name: 'raw_external_batch_writes_jobs_per_s',
+    unit: 'jobs/s',
+    script: 'external_batch_writes.sql',
+    perTx: 50,
+    reset: resetFloor,
+    note:
+      'the floor of batched external jobs: two transactions per batch of 50 jobs of one run (the leases with their ' +
+      '"started" lines, then the outcomes with their "succeeded" lines), one statement each; jobs/s = 50 x tps',
+  },
 ];
 
 B.main(async () => {
@@ -113,7 +125,7 @@ B.main(async () => {
         const out = await runPgbench([...args(sc), '-T', String(SECONDS)]);
         const m = /tps = ([0-9.]+) \(without initial connection time\)/.exec(out);
         if (!m) throw new Error(`could not find tps in pgbench output:\n${out}`);
-        const tps = Number(m[1]);
+        const tps = Number(m[1]) * (sc.perTx || 1);
         B.log(`${sc.name} rep ${r + 1}/${B.REPS}: ${tps.toFixed(1)} ${sc.unit}`);
         values.get(sc.name).push(tps);
       }
