@@ -223,6 +223,92 @@ BEGIN
 END
 $$;
 
+-- Starting a run counts its jobs from the rows it inserts.
+CREATE OR REPLACE FUNCTION stellapack_internal.run_create(p_tenant text, p_pack text,
+	p_version int, p_inputs jsonb, p_role name, p_schedule text)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	pv stellapack_internal.pack_version;
+	m jsonb;
+	rid uuid := gen_random_uuid();
+	n_sql int;
+	queues text[];
+	n int;
+	q text;
+BEGIN
+	IF p_inputs IS NULL OR jsonb_typeof(p_inputs) <> 'object' THEN
+		RAISE EXCEPTION 'run inputs must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = pg_catalog.format('The inputs given are %s.',
+						coalesce(jsonb_typeof(p_inputs), 'null'));
+	END IF;
+	SELECT pv2.* INTO pv
+	  FROM stellapack_internal.pack p
+	  JOIN stellapack_internal.pack_version pv2
+		ON pv2.tenant = p.tenant AND pv2.pack = p.name
+	 WHERE p.tenant = p_tenant AND p.name = p_pack
+	   AND pv2.version = coalesce(p_version, p.latest_version);
+	IF NOT FOUND THEN
+		IF NOT EXISTS (SELECT FROM stellapack_internal.pack p
+						WHERE p.tenant = p_tenant AND p.name = p_pack) THEN
+			RAISE EXCEPTION 'pack "%" does not exist', p_pack
+				USING ERRCODE = 'no_data_found';
+		END IF;
+		RAISE EXCEPTION 'pack "%" has no version %', p_pack, p_version
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	m := pv.manifest;
+
+	-- the counts and queues come from the rows just inserted: a query
+	-- over job_run would be planned once per session and kept
+	WITH ins AS (
+		INSERT INTO stellapack_internal.job_run
+			(run_id, job, tenant, ordinal, kind, command, queue, spec, needs,
+			 pending_needs, timeout_ms, retries, retry_delay_ms, status)
+		SELECT rid, j ->> 'name', p_tenant, o::int, j ->> 'kind',
+			   j ->> 'command', j ->> 'queue', coalesce(j -> 'spec', '{}'),
+			   ARRAY(SELECT jsonb_array_elements_text(j -> 'needs')),
+			   jsonb_array_length(j -> 'needs'),
+			   (j ->> 'timeout_ms')::bigint, (j ->> 'retries')::int,
+			   (j ->> 'retry_delay_ms')::bigint,
+			   CASE WHEN jsonb_array_length(j -> 'needs') = 0
+					THEN 'queued' ELSE 'blocked' END
+		  FROM jsonb_array_elements(
+				stellapack_internal.manifest_jobs(m)) WITH ORDINALITY AS e(j, o)
+		RETURNING kind, queue, status)
+	SELECT count(*), count(*) FILTER (WHERE kind = 'sql' AND status = 'queued'),
+		   coalesce(array_agg(DISTINCT queue) FILTER (
+				WHERE kind = 'external' AND status = 'queued'), '{}')
+	  INTO n, n_sql, queues
+	  FROM ins;
+
+	INSERT INTO stellapack_internal.run
+		(id, tenant, pack, version, inputs, started_by, schedule,
+		 max_parallel, fail_fast, deadline, ready_sql, unfinished)
+	VALUES (rid, p_tenant, p_pack, pv.version, p_inputs, p_role, p_schedule,
+			(m ->> 'max_parallel')::int, (m ->> 'fail_fast')::bool,
+			now() + stellapack_internal.duration(m ->> 'timeout'),
+			n_sql, n);
+	INSERT INTO stellapack_internal.run_seq (run_id, tenant)
+	VALUES (rid, p_tenant);
+
+	PERFORM stellapack_internal.syslog(rid, NULL, 'info',
+		pg_catalog.format('run of pack "%s" version %s created by %s',
+						  p_pack, pv.version, p_role),
+		jsonb_build_object('event', 'run_created'));
+	PERFORM stellapack_internal.event(rid, NULL, 'pending', p_tenant);
+	FOREACH q IN ARRAY queues LOOP
+		PERFORM stellapack_internal.announce(stellapack.queue_channel(q), '');
+	END LOOP;
+	PERFORM stellapack_internal.wake_at_commit(n_sql,
+		launcher => pv.manifest ->> 'timeout' IS NOT NULL);
+	RETURN rid;
+END
+$$;
+
 -- The runners' two hot calls move to C (src/bridge.c), with the same
 -- signatures, defaults, errors and results.
 CREATE OR REPLACE FUNCTION stellapack.job_claim(worker text,
