@@ -339,7 +339,7 @@ sp_job_complete(PG_FUNCTION_ARGS)
 		strlcpy(c.job, SPI_getvalue(tup, desc, 2), SP_JOB_NAME_LEN);
 		c.tenant = MemoryContextStrdup(caller, SPI_getvalue(tup, desc, 3));
 		if (succeeded)
-			done = sp_job_succeeded(&c, lease, result, NULL, 0, false, "",
+			done = sp_job_succeeded(&c, lease, result, NIL, false, "",
 									NULL) != SP_END_NOT_RUNNING;
 	}
 

@@ -174,6 +174,28 @@ sp_started_line(SpClaim *c, const char *where, SpLogLine *line)
 }
 
 /*
+ * claim_fill reads a claimed job from four columns of tup starting at
+ * "col" (job, command, timeout_ms, attempt) into c; the pack's deadline,
+ * left_ms from now (0: none), bounds the job's own timeout.  The command
+ * is copied into TopMemoryContext.
+ */
+static void
+claim_fill(SpClaim *c, HeapTuple tup, TupleDesc desc, int col, int64 left_ms)
+{
+	bool		isnull;
+	Datum		d;
+
+	strlcpy(c->job, SPI_getvalue(tup, desc, col), SP_JOB_NAME_LEN);
+	c->command = MemoryContextStrdup(TopMemoryContext,
+									 SPI_getvalue(tup, desc, col + 1));
+	d = SPI_getbinval(tup, desc, col + 2, &isnull);
+	c->timeout_ms = isnull ? 0 : DatumGetInt64(d);
+	c->attempt = DatumGetInt32(SPI_getbinval(tup, desc, col + 3, &isnull));
+	if (left_ms > 0 && (c->timeout_ms == 0 || left_ms < c->timeout_ms))
+		c->timeout_ms = left_ms;
+}
+
+/*
  * sp_claim_sql claims the next runnable SQL job for an executor into *c:
  * the run served least recently goes first, so that no run starves the
  * others, and within it the first queued job in manifest order.  Runs
@@ -241,7 +263,6 @@ sp_claim_sql(const char *worker, SpClaim *c)
 		Datum		d;
 		int64		left_ms;
 		bool		was_pending;
-		MemoryContext old;
 		SpLogLine	line;
 
 		SPI_connect();
@@ -277,20 +298,9 @@ sp_claim_sql(const char *worker, SpClaim *c)
 			sp_engine_call("run_recount", &run_id, NULL);
 			continue;
 		}
-		tup = SPI_tuptable->vals[0];
-		desc = SPI_tuptable->tupdesc;
-		strlcpy(c->job, SPI_getvalue(tup, desc, 1), SP_JOB_NAME_LEN);
-		old = MemoryContextSwitchTo(TopMemoryContext);
-		c->command = pstrdup(SPI_getvalue(tup, desc, 2));
-		MemoryContextSwitchTo(old);
-		d = SPI_getbinval(tup, desc, 3, &isnull);
-		c->timeout_ms = isnull ? 0 : DatumGetInt64(d);
-		c->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+		claim_fill(c, SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+				   left_ms);
 		SPI_finish();
-
-		/* the pack's deadline bounds the job's own timeout */
-		if (left_ms > 0 && (c->timeout_ms == 0 || left_ms < c->timeout_ms))
-			c->timeout_ms = left_ms;
 
 		sp_started_line(c, worker, &line);
 		sp_log_store(&c->run_id, &line, 1);
@@ -305,9 +315,10 @@ sp_claim_sql(const char *worker, SpClaim *c)
 /*
  * sp_job_succeeded records that the claimed job c succeeded with the
  * given result (JSON text, or NULL): its job run becomes final, its run's
- * counters move, and its "succeeded" line is stored after the n lines the job
- * left for its success.  When dependents may wait on the job, or the run
- * ends or is past its deadline, the SQL functions take it from there.
+ * counters move, and its "succeeded" line is stored after the lines
+ * (SpLogLine *) the job left for its success.  When dependents may wait
+ * on the job, or the run ends or is past its deadline, the SQL functions
+ * take it from there.
  *
  * With "stay" set, the executor goes on with the next queued SQL job of
  * the same run, when there is one, in the same statements: *next gets it
@@ -318,8 +329,7 @@ sp_claim_sql(const char *worker, SpClaim *c)
  */
 SpEnd
 sp_job_succeeded(SpClaim *c, pg_uuid_t *lease, const char *result,
-				 SpLogLine *lines, int n, bool stay, const char *worker,
-				 SpClaim *next)
+				 List *lines, bool stay, const char *worker, SpClaim *next)
 {
 	Datum		args[6];
 	char		nulls[7] = "      ";
@@ -334,6 +344,8 @@ sp_job_succeeded(SpClaim *c, pg_uuid_t *lease, const char *result,
 	bool		took;
 	TimestampTz started;
 	SpLogLine  *all;
+	int			n = 0;
+	ListCell   *lc;
 	Datum		d;
 
 	SPI_connect();
@@ -439,24 +451,16 @@ sp_job_succeeded(SpClaim *c, pg_uuid_t *lease, const char *result,
 	{
 		sp_claim_clear(next);
 		next->run_id = c->run_id;
-		strlcpy(next->job, SPI_getvalue(tup, desc, 6), SP_JOB_NAME_LEN);
 		strlcpy(next->role, c->role, NAMEDATALEN);
 		next->tenant = MemoryContextStrdup(TopMemoryContext, c->tenant);
-		next->command = MemoryContextStrdup(TopMemoryContext,
-											SPI_getvalue(tup, desc, 7));
-		d = SPI_getbinval(tup, desc, 8, &isnull);
-		next->timeout_ms = isnull ? 0 : DatumGetInt64(d);
-		next->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
-		if (left_ms > 0 &&
-			(next->timeout_ms == 0 || left_ms < next->timeout_ms))
-			next->timeout_ms = left_ms;
+		claim_fill(next, tup, desc, 6, left_ms);
 	}
 	SPI_finish();
 
 	/* the job's own lines, its "succeeded" line, the next one's "started" */
-	all = palloc(sizeof(SpLogLine) * (n + 2));
-	if (n > 0)
-		memcpy(all, lines, sizeof(SpLogLine) * n);
+	all = palloc(sizeof(SpLogLine) * (list_length(lines) + 2));
+	foreach(lc, lines)
+		all[n++] = *(SpLogLine *) lfirst(lc);
 	all[n].job = c->job;
 	all[n].level = "info";
 	all[n].stream = "system";

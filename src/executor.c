@@ -76,6 +76,11 @@ static bool announcements_ready = false;
 static SPIPlanPtr end_plan = NULL;
 static TimestampTz slice_start = 0;
 
+/* planner methods the engine's kept plans go without (see sp_executor_main) */
+static const char *const engine_plan_off[] = {
+	"enable_seqscan", "enable_bitmapscan"
+};
+
 /* how long an executor may stay with one run before serving others */
 #define SP_SLICE_MS		5
 
@@ -410,6 +415,7 @@ run_sql(void)
 	int			save_ctx;
 	int			nest;
 	int			ret;
+	int			i;
 	uint64		processed;
 
 	role = get_role_oid(current.role, true);
@@ -429,14 +435,14 @@ run_sql(void)
 	(void) set_config_option("search_path", "\"$user\", public",
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
 							 true, 0, false);
-	(void) set_config_option("enable_seqscan",
-							 GetConfigOptionResetString("enable_seqscan"),
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
-	(void) set_config_option("enable_bitmapscan",
-							 GetConfigOptionResetString("enable_bitmapscan"),
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
+	for (i = 0; i < lengthof(engine_plan_off); i++)
+	{
+		const char *name = engine_plan_off[i];
+
+		(void) set_config_option(name, GetConfigOptionResetString(name),
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+								 true, 0, false);
+	}
 
 	pgstat_report_activity(STATE_RUNNING, current.command);
 	if (current.timeout_ms > 0)
@@ -509,9 +515,6 @@ run_job(SpClaim *next)
 	{
 		uint64		processed;
 		char		result[64];
-		ListCell   *lc;
-		SpLogLine  *lines;
-		int			nlines = 0;
 		SpEnd		end;
 		bool		in_slice;
 
@@ -528,16 +531,13 @@ run_job(SpClaim *next)
 		pgstat_report_activity(STATE_RUNNING, "stellapack: job bookkeeping");
 
 		relay_sync();
-		lines = palloc(sizeof(SpLogLine) * (list_length(deferred_lines) + 1));
-		foreach(lc, deferred_lines)
-			lines[nlines++] = *(SpLogLine *) lfirst(lc);
 		reset_session();
 		snprintf(result, sizeof(result), "{\"rows\": " UINT64_FORMAT "}",
 				 processed);
 		in_slice = !TimestampDifferenceExceeds(slice_start,
 											   GetCurrentTimestamp(),
 											   SP_SLICE_MS);
-		end = sp_job_succeeded(&current, NULL, result, lines, nlines,
+		end = sp_job_succeeded(&current, NULL, result, deferred_lines,
 							   in_slice, worker_name, next);
 		/* not running any more cannot happen while we live: recount */
 		if (end == SP_END_NOT_RUNNING)
@@ -631,6 +631,7 @@ sp_executor_main(Datum arg)
 	shm_mq	   *mq;
 	SpClaim		next;
 	bool		have_next = false;
+	int			i;
 
 	my_slot = DatumGetInt32(arg);
 	sp_is_executor = true;
@@ -675,10 +676,11 @@ sp_executor_main(Datum arg)
 	 * the queue tables are nearly empty (a new database, or just after a
 	 * purge), they would scan whole tables once these have grown.  Only
 	 * index paths serve them well, so the executor plans without sequential
-	 * scans; jobs get the database's own setting back (see run_sql).
+	 * or bitmap scans; jobs get the database's own settings back (see
+	 * run_sql).
 	 */
-	SetConfigOption("enable_seqscan", "off", PGC_SUSET, PGC_S_SESSION);
-	SetConfigOption("enable_bitmapscan", "off", PGC_SUSET, PGC_S_SESSION);
+	for (i = 0; i < lengthof(engine_plan_off); i++)
+		SetConfigOption(engine_plan_off[i], "off", PGC_SUSET, PGC_S_SESSION);
 	JobContext = AllocSetContextCreate(TopMemoryContext, "stellapack job",
 									   ALLOCSET_DEFAULT_SIZES);
 	memset(&current, 0, sizeof(current));

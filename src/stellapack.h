@@ -16,6 +16,7 @@
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
 #include "storage/dsm.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
@@ -138,8 +139,8 @@ typedef enum SpEnd
 } SpEnd;
 
 extern SpEnd sp_job_succeeded(SpClaim *c, pg_uuid_t *lease,
-							  const char *result, SpLogLine *lines, int n,
-							  bool stay, const char *worker, SpClaim *next);
+							  const char *result, List *lines, bool stay,
+							  const char *worker, SpClaim *next);
 extern void sp_engine_call(const char *function, pg_uuid_t *run_id,
 						   const char *job);
 extern void sp_started_line(SpClaim *c, const char *where, SpLogLine *line);
