@@ -1,12 +1,15 @@
 /*-------------------------------------------------------------------------
  *
  * bridge.c
- *	  The task-runner bridge's two hot calls in C: job_claim(), which
- *	  leases runnable external jobs to a runner, and job_complete(), which
- *	  records a lease's outcome.  A success goes through the same path as
- *	  an executor's (sp_job_succeeded); every refusal (unknown, ended or
- *	  expired lease, canceled run) and every failure goes through the SQL
- *	  functions, which raise the errors a runner acts on.
+ *	  The task-runner bridge's hot calls in C: job_claim(), which leases
+ *	  runnable external jobs to a runner, job_complete(), which records a
+ *	  lease's outcome, and job_complete_many(), which records a batch of
+ *	  successes.  A single job and a batch take different statements: one
+ *	  job is cheapest through small statements on one run (lease_one,
+ *	  sp_job_succeeded), a batch through set-based statements over all of
+ *	  its runs (lease_jobs, complete_leases).  Every refusal (unknown, ended
+ *	  or expired lease, canceled run) and every failure goes through the
+ *	  SQL functions, which raise the errors a runner acts on.
  *
  * Heartbeats, log lines and artifacts of runners stay in SQL.
  *
@@ -20,6 +23,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
+#include "nodes/parsenodes.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/datetime.h"
@@ -30,12 +34,15 @@
 #include "stellapack.h"
 
 #define SP_CLAIM_COLUMNS	8
+#define SP_ROW_COLUMNS		16	/* of the job_runs view */
+#define SP_MAX_BATCH		1000
 
 static SPIPlanPtr candidates_plan = NULL;
 static SPIPlanPtr lease_plan = NULL;
+static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr lookup_plan = NULL;
+static SPIPlanPtr complete_plan = NULL;
 static SPIPlanPtr row_plan = NULL;
-static SPIPlanPtr tenant_plan = NULL;
 
 /*
  * interval_compare compares an interval with an interval constant.
@@ -54,41 +61,45 @@ interval_compare(Interval *iv, const char *text)
 }
 
 /*
- * current_tenant returns stellapack.current_tenant(), palloc'd in the
- * caller's context.  Called inside an SPI connection.
+ * copy_row copies columns first .. first + n - 1 of tup into values/nulls,
+ * in the current memory context.
  */
-static char *
-current_tenant(MemoryContext cxt)
+static void
+copy_row(HeapTuple tup, TupleDesc desc, int first, int n, Datum *values,
+		 bool *nulls)
 {
-	if (tenant_plan == NULL)
-		tenant_plan = sp_prepare_kept("SELECT stellapack.current_tenant()",
-									  0, NULL);
-	if (SPI_execute_plan(tenant_plan, NULL, NULL, true, 1) !=
-		SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not read the current tenant");
-	return MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0],
-												 SPI_tuptable->tupdesc, 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, first + i - 1);
+
+		values[i] = SPI_getbinval(tup, desc, first + i, &nulls[i]);
+		if (!nulls[i])
+			values[i] = datumCopy(values[i], att->attbyval, att->attlen);
+	}
 }
 
 /*
  * lease_one tries to lease job "job" of run "run" to a runner: the run is
  * locked with SKIP LOCKED (a claimer never waits for another) and must have
  * room under max_parallel; the job must still be queued on the row's latest
- * version.  On success the row of the result is stored into values/nulls,
- * the "started" line and the events are written, and true is returned.
+ * version.  On success its row goes into the result set, its "started"
+ * line and events are written, and true is returned.
  */
 static bool
-lease_one(Datum run, Datum job, const char *worker, Datum lease,
-		  Datum *values, bool *nulls)
+lease_one(Datum run, Datum job, const char *tenant, const char *worker,
+		  Datum lease, ReturnSetInfo *rsinfo, MemoryContext per_query)
 {
 	Datum		args[4];
+	Datum		values[SP_CLAIM_COLUMNS];
+	bool		isnull[SP_CLAIM_COLUMNS];
 	HeapTuple	tup;
 	TupleDesc	desc;
-	bool		isnull;
-	int			i;
+	bool		dummy;
 	SpClaim		c;
 	SpLogLine	line;
-	bool		was_pending;
+	MemoryContext old;
 
 	if (lease_plan == NULL)
 	{
@@ -96,7 +107,7 @@ lease_one(Datum run, Datum job, const char *worker, Datum lease,
 
 		lease_plan = sp_prepare_kept(
 			"WITH r AS ("
-			"  SELECT status, inputs, tenant FROM stellapack_internal.run"
+			"  SELECT status, inputs FROM stellapack_internal.run"
 			"   WHERE id = $1 AND running < max_parallel"
 			"     AND NOT cancel_requested AND NOT halted"
 			"     FOR UPDATE SKIP LOCKED),"
@@ -114,13 +125,12 @@ lease_one(Datum run, Datum job, const char *worker, Datum lease,
 			"            jr.lease_expires_at),"
 			" u AS ("
 			"  UPDATE stellapack_internal.run x"
-			"     SET running = x.running + 1,"
-			"         dispatched_at = clock_timestamp(), status = 'running',"
+			"     SET running = x.running + 1, status = 'running',"
 			"         started_at = coalesce(x.started_at, clock_timestamp())"
 			"    FROM j WHERE x.id = $1"
 			"  RETURNING x.id)"
 			" SELECT j.lease_id, j.id, $1, $2, j.spec, r.inputs, j.attempt,"
-			"        j.lease_expires_at, r.status, r.tenant"
+			"        j.lease_expires_at, r.status"
 			"   FROM r, j, u",
 			4, types);
 	}
@@ -135,50 +145,241 @@ lease_one(Datum run, Datum job, const char *worker, Datum lease,
 
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	for (i = 0; i < SP_CLAIM_COLUMNS; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		values[i] = SPI_getbinval(tup, desc, i + 1, &nulls[i]);
-		if (!nulls[i])
-			values[i] = datumCopy(values[i], att->attbyval, att->attlen);
-	}
+	old = MemoryContextSwitchTo(per_query);
+	copy_row(tup, desc, 1, SP_CLAIM_COLUMNS, values, isnull);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
+	MemoryContextSwitchTo(old);
 
 	memset(&c, 0, sizeof(c));
 	memcpy(&c.run_id, DatumGetUUIDP(run), sizeof(pg_uuid_t));
 	text_to_cstring_buffer(DatumGetTextPP(job), c.job, SP_JOB_NAME_LEN);
-	c.attempt = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
-	was_pending = strcmp(SPI_getvalue(tup, desc, 9), "pending") == 0;
-	c.tenant = SPI_getvalue(tup, desc, 10);
-
+	c.attempt = DatumGetInt32(SPI_getbinval(tup, desc, 7, &dummy));
 	sp_started_line(&c, psprintf("runner %s", worker), &line);
 	sp_log_store(&c.run_id, &line, 1);
-	if (was_pending)
-		sp_event(&c.run_id, NULL, "running", c.tenant);
-	sp_event(&c.run_id, c.job, "running", c.tenant);
+	if (strcmp(SPI_getvalue(tup, desc, 9), "pending") == 0)
+		sp_event(&c.run_id, NULL, "running", tenant);
+	sp_event(&c.run_id, c.job, "running", tenant);
 	return true;
+}
+
+/*
+ * claim_one leases one runnable external job of the queues (all when
+ * queues is null) of a tenant to a runner; returns whether it did.
+ * Candidates are read without locks in the order of the queue index (each
+ * run's first jobs before anyone's later ones) and tried in a random
+ * order, so that concurrent runners spread over them; a job another
+ * runner took meanwhile is passed over.
+ */
+static bool
+claim_one(Datum queues, bool queues_null, const char *tenant,
+		  const char *worker, Datum lease, ReturnSetInfo *rsinfo,
+		  MemoryContext per_query)
+{
+	Datum		args[2];
+	char		nulls[2] = "  ";
+	SPITupleTable *cands;
+	uint64		ncands;
+	uint64		k;
+
+	if (candidates_plan == NULL)
+	{
+		Oid			types[2] = {TEXTARRAYOID, TEXTOID};
+
+		candidates_plan = sp_prepare_kept(
+			"SELECT c.run_id, c.job FROM ("
+			"  SELECT jr.run_id, jr.job FROM stellapack_internal.job_run jr"
+			"   WHERE jr.status = 'queued' AND jr.kind = 'external'"
+			"     AND jr.not_before IS NULL"
+			"     AND ($1::text[] IS NULL OR jr.queue = ANY ($1))"
+			"     AND jr.tenant = $2"
+			"   ORDER BY jr.queue, jr.ordinal LIMIT 32) c"
+			" ORDER BY random()",
+			2, types);
+	}
+	args[0] = queues;
+	nulls[0] = queues_null ? 'n' : ' ';
+	args[1] = CStringGetTextDatum(tenant);
+	if (SPI_execute_plan(candidates_plan, args, nulls, true, 0) !=
+		SPI_OK_SELECT)
+		elog(ERROR, "could not read the queued external jobs");
+	cands = SPI_tuptable;
+	ncands = SPI_processed;
+	for (k = 0; k < ncands; k++)
+	{
+		bool		dummy;
+
+		if (lease_one(SPI_getbinval(cands->vals[k], cands->tupdesc, 1, &dummy),
+					  SPI_getbinval(cands->vals[k], cands->tupdesc, 2, &dummy),
+					  tenant, worker, lease, rsinfo, per_query))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * lease_jobs leases up to max_jobs runnable external jobs of the queues
+ * (all when queues is 0) of a tenant to a runner, in one statement, and
+ * puts their rows into the result set; returns how many.
+ *
+ * Runs are served in the order of their first queued jobs in the queue
+ * index (each run's first jobs come before anyone's later ones), read
+ * without locks.  They are locked in that order with SKIP LOCKED, only as
+ * many as the batch needs (the scans are lazy), so that concurrent
+ * runners spread over runs and a claimer never waits; each gives its
+ * queued jobs in manifest order, as many as its max_parallel leaves room
+ * for on the run's latest row.  Jobs are updated through the row versions
+ * read (ctid, which the statement's snapshot keeps in place): a job taken
+ * meanwhile is passed over, its status being checked again on its latest
+ * version.  The "started" lines of all of them are stored in one more
+ * statement.
+ */
+static int
+lease_jobs(Datum queues, bool queues_null, const char *tenant,
+		   const char *worker, Datum lease, int max_jobs,
+		   ReturnSetInfo *rsinfo, MemoryContext per_query)
+{
+	Datum		args[6];
+	char		nulls[6] = "      ";
+	SPITupleTable *rows;
+	int			n;
+	int			i;
+	pg_uuid_t  *runs;
+	SpLogLine  *lines;
+	char	   *where;
+
+	if (claim_plan == NULL)
+	{
+		Oid			types[6] = {TEXTARRAYOID, TEXTOID, INT4OID, INT4OID,
+		TEXTOID, INTERVALOID};
+
+		claim_plan = sp_prepare_kept_opt(
+			"WITH f AS ("
+			"  SELECT c.run_id, min(c.pos) AS pos FROM ("
+			"    SELECT c.run_id, row_number() OVER () AS pos FROM ("
+			"      SELECT jr.run_id FROM stellapack_internal.job_run jr"
+			"       WHERE jr.status = 'queued' AND jr.kind = 'external'"
+			"         AND jr.not_before IS NULL"
+			"         AND ($1::text[] IS NULL OR jr.queue = ANY ($1))"
+			"         AND jr.tenant = $2"
+			"       ORDER BY jr.queue, jr.ordinal LIMIT $3) c) c"
+			"   GROUP BY c.run_id),"
+			" r AS ("
+			"  SELECT x.*, f.pos FROM (SELECT * FROM f ORDER BY pos) f,"
+			"   LATERAL (SELECT y.id, y.max_parallel - y.running AS room,"
+			"                   y.status, y.inputs"
+			"              FROM stellapack_internal.run y"
+			"             WHERE y.id = f.run_id"
+			"               AND y.running < y.max_parallel"
+			"               AND NOT y.cancel_requested AND NOT y.halted"
+			"               FOR UPDATE SKIP LOCKED) x),"
+			" pick AS ("
+			"  SELECT q.tid, r.status, r.inputs FROM r,"
+			"   LATERAL (SELECT jr.ctid AS tid"
+			"              FROM stellapack_internal.job_run jr"
+			"             WHERE jr.run_id = r.id AND jr.status = 'queued'"
+			"               AND jr.kind = 'external' AND jr.not_before IS NULL"
+			"               AND ($1::text[] IS NULL OR jr.queue = ANY ($1))"
+			"             ORDER BY jr.ordinal LIMIT r.room) q"
+			"  LIMIT $4),"
+			" j AS ("
+			"  UPDATE stellapack_internal.job_run jr"
+			"     SET status = 'running', attempt = jr.attempt + 1,"
+			"         started_at = clock_timestamp(), finished_at = NULL,"
+			"         worker = $5, lease_id = gen_random_uuid(),"
+			"         lease_expires_at = clock_timestamp() + $6,"
+			"         lease_ms = (1000 * extract(epoch FROM $6))::bigint"
+			"    FROM pick"
+			"   WHERE jr.ctid = pick.tid"
+			"     AND jr.status = 'queued' AND jr.not_before IS NULL"
+			"  RETURNING jr.lease_id, jr.id, jr.run_id, jr.job, jr.spec,"
+			"            pick.inputs, jr.attempt, jr.lease_expires_at,"
+			"            pick.status, jr.ordinal),"
+			" n AS (SELECT run_id, count(*)::int AS n FROM j GROUP BY run_id),"
+			" u AS ("
+			"  UPDATE stellapack_internal.run x"
+			"     SET running = x.running + n.n, status = 'running',"
+			"         started_at = coalesce(x.started_at, clock_timestamp())"
+			"    FROM n WHERE x.id = n.run_id)"
+			" SELECT lease_id, id, run_id, job, spec, inputs, attempt,"
+			"        lease_expires_at, status"
+			"   FROM j ORDER BY run_id, ordinal",
+			6, types, CURSOR_OPT_GENERIC_PLAN);
+	}
+	args[0] = queues;
+	nulls[0] = queues_null ? 'n' : ' ';
+	args[1] = CStringGetTextDatum(tenant);
+	args[2] = Int32GetDatum(Max(32, max_jobs * 4));
+	args[3] = Int32GetDatum(max_jobs);
+	args[4] = CStringGetTextDatum(worker);
+	args[5] = lease;
+	if (sp_execute_indexed(claim_plan, args, nulls) != SPI_OK_SELECT)
+		elog(ERROR, "could not lease jobs");
+	rows = SPI_tuptable;
+	n = (int) SPI_processed;
+	if (n == 0)
+		return 0;
+
+	/* the rows, where the result set lives */
+	for (i = 0; i < n; i++)
+	{
+		Datum		values[SP_CLAIM_COLUMNS];
+		bool		isnull[SP_CLAIM_COLUMNS];
+		MemoryContext old = MemoryContextSwitchTo(per_query);
+
+		copy_row(rows->vals[i], rows->tupdesc, 1, SP_CLAIM_COLUMNS, values,
+				 isnull);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values,
+							 isnull);
+		MemoryContextSwitchTo(old);
+	}
+
+	/* their "started" lines, and the events (a run's own first) */
+	runs = palloc(sizeof(pg_uuid_t) * n);
+	lines = palloc(sizeof(SpLogLine) * n);
+	where = psprintf("runner %s", worker);
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tup = rows->vals[i];
+		bool		isnull;
+		SpClaim		c;
+
+		memset(&c, 0, sizeof(c));
+		memcpy(&runs[i], DatumGetUUIDP(SPI_getbinval(tup, rows->tupdesc, 3,
+													 &isnull)),
+			   sizeof(pg_uuid_t));
+		c.run_id = runs[i];
+		strlcpy(c.job, SPI_getvalue(tup, rows->tupdesc, 4), SP_JOB_NAME_LEN);
+		c.attempt = DatumGetInt32(SPI_getbinval(tup, rows->tupdesc, 7,
+												&isnull));
+		sp_started_line(&c, where, &lines[i]);
+		if ((i == 0 || memcmp(&runs[i - 1], &runs[i], UUID_LEN) != 0) &&
+			strcmp(SPI_getvalue(tup, rows->tupdesc, 9), "pending") == 0)
+			sp_event(&runs[i], NULL, "running", tenant);
+		sp_event(&runs[i], lines[i].job, "running", tenant);
+	}
+	sp_log_store_runs(runs, lines, n);
+	return n;
 }
 
 /*
  * job_claim(worker, queues, lease, max_jobs) leases up to max_jobs
  * runnable external jobs of the given queues (all when NULL) of the
- * caller's tenant.  Candidates are read without locks in the order of the
- * queue index (each run's first jobs before anyone's later ones) and tried
- * in a random order, so that concurrent runners spread over them; a job
- * another runner took is passed over, and up to three rounds are made.
+ * caller's tenant, ordered by run: one at a time through claim_one, a
+ * batch through lease_jobs.  A round that gets fewer than wanted
+ * (other runners took some) is followed by another, up to three.
  */
 PG_FUNCTION_INFO_V1(sp_job_claim);
 Datum
 sp_job_claim(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext per_query;
 	char	   *worker;
 	Datum		lease;
 	int			max_jobs;
 	Interval   *iv;
 	char	   *tenant;
+	Datum		queues;
 	int			n = 0;
 	int			round;
 
@@ -197,85 +398,319 @@ sp_job_claim(PG_FUNCTION_ARGS)
 				 errmsg("lease must be from 1 second to 1 day")));
 	lease = IntervalPGetDatum(iv);
 	max_jobs = PG_ARGISNULL(3) ? 0 : PG_GETARG_INT32(3);
-	if (max_jobs < 1 || max_jobs > 1000)
+	if (max_jobs < 1 || max_jobs > SP_MAX_BATCH)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_jobs must be from 1 to 1000")));
+				 errmsg("max_jobs must be from 1 to %d", SP_MAX_BATCH)));
 
 	InitMaterializedSRF(fcinfo, 0);
 	per_query = rsinfo->econtext->ecxt_per_query_memory;
+	tenant = sp_current_tenant();
+
+	queues = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
 
 	SPI_connect();
-	tenant = current_tenant(caller);
-	if (candidates_plan == NULL)
-	{
-		Oid			types[3] = {TEXTARRAYOID, TEXTOID, INT4OID};
-
-		candidates_plan = sp_prepare_kept(
-			"SELECT c.run_id, c.job FROM ("
-			"  SELECT jr.run_id, jr.job FROM stellapack_internal.job_run jr"
-			"   WHERE jr.status = 'queued' AND jr.kind = 'external'"
-			"     AND jr.not_before IS NULL"
-			"     AND ($1::text[] IS NULL OR jr.queue = ANY ($1))"
-			"     AND jr.tenant = $2"
-			"   ORDER BY jr.queue, jr.ordinal LIMIT $3) c"
-			" ORDER BY random()",
-			3, types);
-	}
-
 	for (round = 0; round < 3 && n < max_jobs; round++)
 	{
-		Datum		args[3];
-		char		nulls[3] = "   ";
-		SPITupleTable *cands;
-		uint64		ncands;
-		uint64		k;
+		int			got;
 
-		args[0] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
-		nulls[0] = PG_ARGISNULL(1) ? 'n' : ' ';
-		args[1] = CStringGetTextDatum(tenant);
-		args[2] = Int32GetDatum(Max(32, (max_jobs - n) * 4));
-		if (SPI_execute_plan(candidates_plan, args, nulls, true, 0) !=
-			SPI_OK_SELECT)
-			elog(ERROR, "could not read the queued external jobs");
-		cands = SPI_tuptable;
-		ncands = SPI_processed;
-		if (ncands == 0)
+		if (max_jobs == 1)
+			got = claim_one(queues, PG_ARGISNULL(1), tenant, worker, lease,
+							rsinfo, per_query) ? 1 : 0;
+		else
+			got = lease_jobs(queues, PG_ARGISNULL(1), tenant, worker, lease,
+							 max_jobs - n, rsinfo, per_query);
+		n += got;
+		/* an empty round after a first one: nothing more to get */
+		if (got == 0 && round > 0)
 			break;
-
-		for (k = 0; k < ncands && n < max_jobs; k++)
-		{
-			Datum		values[SP_CLAIM_COLUMNS];
-			bool		isnull[SP_CLAIM_COLUMNS];
-			bool		dummy;
-			MemoryContext old;
-			bool		leased;
-
-			/* the row is copied where the result set lives */
-			old = MemoryContextSwitchTo(per_query);
-			leased = lease_one(SPI_getbinval(cands->vals[k], cands->tupdesc, 1,
-											 &dummy),
-							   SPI_getbinval(cands->vals[k], cands->tupdesc, 2,
-											 &dummy),
-							   worker, lease, values, isnull);
-			if (leased)
-				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
-									 values, isnull);
-			MemoryContextSwitchTo(old);
-			if (leased)
-				n++;
-		}
 	}
 	SPI_finish();
 	return (Datum) 0;
 }
 
 /*
+ * complete_leases records the success of n leased jobs (results may hold
+ * NULLs, or be NULL) in one statement, for every lease that is still good:
+ * its job running under it, unexpired, its run not canceled.  The runs are
+ * locked first, in id order, before any job is touched (the count in
+ * "gate" waits for all of them), so that batches of concurrent runners
+ * cannot deadlock.  Each job's "succeeded" line, its event and, when
+ * needed, the release of its dependents and the settling of its run
+ * follow.  The job_runs row of lease i goes to rows[i] (in the caller's
+ * context); rows[i] stays NULL for a lease that was not good.
+ */
+static void
+complete_leases(Datum *leases, Datum *results, bool *results_null, int n,
+				const char *tenant, HeapTuple *rows, TupleDesc rowdesc,
+				MemoryContext caller)
+{
+	Datum		args[3];
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	SPITupleTable *done;
+	int			ndone;
+	int			i;
+	pg_uuid_t  *runs;
+	SpLogLine  *lines;
+
+	if (complete_plan == NULL)
+	{
+		Oid			types[3] = {UUIDARRAYOID, JSONBARRAYOID, TEXTOID};
+
+		complete_plan = sp_prepare_kept_opt(
+			"WITH l AS ("
+			"  SELECT * FROM unnest($1, $2) WITH ORDINALITY"
+			"    AS l(lease, result, o)),"
+			" lk AS ("
+			"  SELECT x.id, x.cancel_requested FROM stellapack_internal.run x"
+			"   WHERE x.id = ANY (ARRAY ("
+			"           SELECT jr.run_id FROM stellapack_internal.job_run jr"
+			"            WHERE jr.lease_id = ANY ($1) AND jr.tenant = $3))"
+			"   ORDER BY x.id FOR UPDATE),"
+			" gate AS (SELECT count(*) AS n FROM lk),"
+			" done AS ("
+			"  UPDATE stellapack_internal.job_run jr"
+			"     SET status = 'succeeded', finished_at = clock_timestamp(),"
+			"         result = l.result, error = NULL, sqlstate = NULL"
+			"    FROM l"
+			"   WHERE (SELECT n FROM gate) > 0"
+			"     AND jr.lease_id = ANY ($1) AND jr.lease_id = l.lease"
+			"     AND jr.tenant = $3"
+			"     AND NOT EXISTS (SELECT FROM lk WHERE lk.id = jr.run_id"
+			"                        AND lk.cancel_requested)"
+			"     AND jr.status = 'running'"
+			"     AND jr.lease_expires_at > clock_timestamp()"
+			"  RETURNING jr.id, jr.run_id, jr.job, jr.kind, jr.status,"
+			"            jr.attempt, jr.started_at, jr.finished_at, jr.error,"
+			"            jr.sqlstate, jr.worker, jr.ordinal, jr.needs,"
+			"            jr.queue, jr.not_before, jr.result, l.o),"
+			" cnt AS (SELECT run_id, count(*)::int AS n FROM done"
+			"          GROUP BY run_id),"
+			" counted AS ("
+			"  UPDATE stellapack_internal.run x"
+			"     SET unfinished = x.unfinished - cnt.n,"
+			"         running = x.running - cnt.n"
+			"    FROM cnt WHERE x.id = cnt.run_id"
+			"  RETURNING x.id, x.unfinished = 0"
+			"            OR coalesce(x.deadline <= clock_timestamp(), false)"
+			"            AS settle)"
+			" SELECT d.*, c.settle,"
+			"        EXISTS (SELECT FROM stellapack_internal.job_run b"
+			"                 WHERE b.run_id = d.run_id AND b.status = 'blocked'"
+			"                   AND d.job = ANY (b.needs)) AS dependents"
+			"   FROM done d JOIN counted c ON c.id = d.run_id"
+			"  ORDER BY d.run_id, d.ordinal",
+			3, types, CURSOR_OPT_GENERIC_PLAN);
+	}
+	args[0] = PointerGetDatum(construct_md_array(leases, NULL, 1, dims, lbs,
+												 UUIDOID, UUID_LEN, false,
+												 TYPALIGN_CHAR));
+	args[1] = results == NULL ? (Datum) 0 :
+		PointerGetDatum(construct_md_array(results, results_null, 1, dims,
+										   lbs, JSONBOID, -1, false,
+										   TYPALIGN_INT));
+	args[2] = CStringGetTextDatum(tenant);
+	if (sp_execute_indexed(complete_plan, args,
+						results == NULL ? " n " : "   ") != SPI_OK_SELECT)
+		elog(ERROR, "could not record the end of leased jobs");
+	done = SPI_tuptable;
+	ndone = (int) SPI_processed;
+	if (ndone == 0)
+		return;
+
+	/* the rows to return, then the lines (in run and job order) */
+	runs = palloc(sizeof(pg_uuid_t) * ndone);
+	lines = palloc(sizeof(SpLogLine) * ndone);
+	for (i = 0; i < ndone; i++)
+	{
+		HeapTuple	tup = done->vals[i];
+		TupleDesc	desc = done->tupdesc;
+		Datum		values[SP_ROW_COLUMNS];
+		bool		isnull[SP_ROW_COLUMNS];
+		bool		dummy;
+		int			o = DatumGetInt64(SPI_getbinval(tup, desc,
+													SP_ROW_COLUMNS + 1,
+													&dummy));
+		MemoryContext old = MemoryContextSwitchTo(caller);
+
+		copy_row(tup, desc, 1, SP_ROW_COLUMNS, values, isnull);
+		rows[o - 1] = heap_form_tuple(rowdesc, values, isnull);
+		MemoryContextSwitchTo(old);
+
+		memcpy(&runs[i], DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &dummy)),
+			   sizeof(pg_uuid_t));
+		sp_succeeded_line(SPI_getvalue(tup, desc, 3),
+						  DatumGetInt32(SPI_getbinval(tup, desc, 6, &dummy)),
+						  DatumGetTimestampTz(SPI_getbinval(tup, desc, 8,
+															&dummy)) -
+						  DatumGetTimestampTz(SPI_getbinval(tup, desc, 7,
+															&dummy)),
+						  &lines[i]);
+	}
+	sp_log_store_runs(runs, lines, ndone);
+
+	/* events; dependents of each job, then each run that may end */
+	for (i = 0; i < ndone; i++)
+	{
+		bool		dependents;
+		bool		dummy;
+
+		sp_event(&runs[i], lines[i].job, "succeeded", tenant);
+		dependents = DatumGetBool(SPI_getbinval(done->vals[i], done->tupdesc,
+												SP_ROW_COLUMNS + 3, &dummy));
+		if (dependents)
+			sp_engine_call("release_dependents", &runs[i], lines[i].job);
+	}
+	for (i = 0; i < ndone; i++)
+	{
+		bool		dummy;
+
+		if ((i + 1 == ndone || memcmp(&runs[i], &runs[i + 1], UUID_LEN) != 0) &&
+			DatumGetBool(SPI_getbinval(done->vals[i], done->tupdesc,
+									   SP_ROW_COLUMNS + 2, &dummy)))
+			sp_engine_call("run_settle", &runs[i], NULL);
+	}
+}
+
+/*
+ * job_row returns the row of job "job" of run "run" as the job_runs view
+ * shows it, formed in the caller's context.
+ */
+static HeapTuple
+job_row(Datum run, Datum job, TupleDesc rowdesc, MemoryContext caller)
+{
+	Datum		args[2];
+	Datum	   *values;
+	bool	   *isnull;
+	MemoryContext old;
+	HeapTuple	row;
+
+	if (row_plan == NULL)
+		row_plan = sp_prepare_kept(
+			"SELECT * FROM stellapack.job_runs WHERE run_id = $1 AND job = $2",
+			2, (Oid[]) {UUIDOID, TEXTOID});
+	args[0] = run;
+	args[1] = job;
+	if (SPI_execute_plan(row_plan, args, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not read a leased job");
+	values = palloc(sizeof(Datum) * rowdesc->natts);
+	isnull = palloc(sizeof(bool) * rowdesc->natts);
+	heap_deform_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, values,
+					  isnull);
+	old = MemoryContextSwitchTo(caller);
+	row = heap_form_tuple(rowdesc, values, isnull);
+	MemoryContextSwitchTo(old);
+	return row;
+}
+
+/*
+ * complete_one records the outcome of one lease the way the SQL functions
+ * do: stellapack_internal.lease_job() raises the error that fits a lease
+ * that is not good (or locks the job), then job_end() records it.  For
+ * failures, and for a lease that succeed_one or complete_leases did not
+ * take.  Returns the job's job_runs row in the caller's context.
+ */
+static HeapTuple
+complete_one(Datum lease, bool succeeded, Datum result, bool result_null,
+			 Datum error, bool error_null, TupleDesc rowdesc,
+			 MemoryContext caller)
+{
+	Datum		args[6];
+	char		nulls[6] = "      ";
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		dummy;
+	Datum		run;
+	Datum		job;
+
+	args[0] = lease;
+	if (SPI_execute_with_args("SELECT run_id, job FROM"
+							  " stellapack_internal.lease_job($1, true)",
+							  1, (Oid[]) {UUIDOID}, args, NULL, false,
+							  1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not check lease");
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	run = SPI_getbinval(tup, desc, 1, &dummy);
+	job = SPI_getbinval(tup, desc, 2, &dummy);
+
+	args[0] = run;
+	args[1] = job;
+	args[2] = CStringGetTextDatum(succeeded ? "succeeded" : "failed");
+	if (succeeded)
+		nulls[3] = 'n';
+	else if (error_null)
+		args[3] = CStringGetTextDatum("the runner reported a failure");
+	else
+		args[3] = error;
+	nulls[4] = 'n';
+	args[5] = result;
+	nulls[5] = result_null ? 'n' : ' ';
+	if (SPI_execute_with_args("SELECT stellapack_internal.job_end($1, $2,"
+							  " $3, $4, $5, $6)",
+							  6, (Oid[]) {UUIDOID, TEXTOID, TEXTOID,
+								  TEXTOID, TEXTOID, JSONBOID},
+							  args, nulls, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not record the end of a leased job");
+
+	return job_row(run, job, rowdesc, caller);
+}
+
+/*
+ * succeed_one records the success of one leased job through the
+ * executors' success path, when its lease is good, and returns its
+ * job_runs row in the caller's context; NULL when the lease is not good
+ * (complete_one then raises the error that fits).
+ */
+static HeapTuple
+succeed_one(Datum lease, Datum result, bool result_null, const char *tenant,
+			TupleDesc rowdesc, MemoryContext caller)
+{
+	Datum		args[2];
+	SpClaim		c;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		dummy;
+	Datum		run;
+	Datum		job;
+
+	if (lookup_plan == NULL)
+		lookup_plan = sp_prepare_kept(
+			"SELECT run_id, job FROM stellapack_internal.job_run"
+			" WHERE lease_id = $1 AND tenant = $2",
+			2, (Oid[]) {UUIDOID, TEXTOID});
+	args[0] = lease;
+	args[1] = CStringGetTextDatum(tenant);
+	if (SPI_execute_plan(lookup_plan, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look a lease up");
+	if (SPI_processed != 1)
+		return NULL;
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	run = SPI_getbinval(tup, desc, 1, &dummy);
+	job = SPI_getbinval(tup, desc, 2, &dummy);
+
+	memset(&c, 0, sizeof(c));
+	memcpy(&c.run_id, DatumGetUUIDP(run), sizeof(pg_uuid_t));
+	text_to_cstring_buffer(DatumGetTextPP(job), c.job, SP_JOB_NAME_LEN);
+	c.tenant = pstrdup(tenant);
+	if (sp_job_succeeded(&c, DatumGetUUIDP(lease),
+						 result_null ? NULL :
+						 DatumGetCString(DirectFunctionCall1(jsonb_out,
+															 result)),
+						 NIL, false, "", NULL) == SP_END_NOT_RUNNING)
+		return NULL;
+	return job_row(run, job, rowdesc, caller);
+}
+
+/*
  * job_complete(lease_id, succeeded, result, error) records the outcome of
  * a leased job and returns its job_runs row.  A success with a lease that
- * is still good goes through sp_job_succeeded; everything else goes
- * through stellapack_internal.lease_job() (which raises the errors a
- * runner acts on) and job_end().
+ * is still good goes through the executors' success path (succeed_one);
+ * everything else goes through the SQL functions (complete_one), which
+ * raise the errors a runner acts on.
  */
 PG_FUNCTION_INFO_V1(sp_job_complete);
 Datum
@@ -283,16 +718,7 @@ sp_job_complete(PG_FUNCTION_ARGS)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	TupleDesc	rowdesc;
-	pg_uuid_t  *lease;
-	bool		succeeded;
-	char	   *result = NULL;
-	SpClaim		c;
-	bool		done = false;
-	Datum		args[6];
-	char		nulls[6] = "      ";
-	Datum	   *values;
-	bool	   *isnull;
-	HeapTuple	row;
+	HeapTuple	row = NULL;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -304,100 +730,90 @@ sp_job_complete(PG_FUNCTION_ARGS)
 				 errmsg("lease_id must not be null")));
 	if (get_call_result_type(fcinfo, NULL, &rowdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "job_complete must return a row");
-	lease = PG_GETARG_UUID_P(0);
-	succeeded = PG_GETARG_BOOL(1);
-	if (!PG_ARGISNULL(2))
-		result = DatumGetCString(DirectFunctionCall1(jsonb_out,
-													 PG_GETARG_DATUM(2)));
+	rowdesc = BlessTupleDesc(rowdesc);
 
 	SPI_connect();
-	memset(&c, 0, sizeof(c));
-	if (lookup_plan == NULL)
-	{
-		Oid			ltypes[1] = {UUIDOID};
-		Oid			rtypes[2] = {UUIDOID, TEXTOID};
-
-		lookup_plan = sp_prepare_kept(
-			"SELECT run_id, job, tenant FROM stellapack_internal.job_run"
-			" WHERE lease_id = $1 AND tenant = stellapack.current_tenant()",
-			1, ltypes);
-		row_plan = sp_prepare_kept(
-			"SELECT * FROM stellapack.job_runs WHERE run_id = $1 AND job = $2",
-			2, rtypes);
-	}
-	args[0] = UUIDPGetDatum(lease);
-	if (SPI_execute_plan(lookup_plan, args, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look the lease up");
-	if (SPI_processed == 1)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		dummy;
-
-		memcpy(&c.run_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &dummy)),
-			   sizeof(pg_uuid_t));
-		strlcpy(c.job, SPI_getvalue(tup, desc, 2), SP_JOB_NAME_LEN);
-		c.tenant = MemoryContextStrdup(caller, SPI_getvalue(tup, desc, 3));
-		if (succeeded)
-			done = sp_job_succeeded(&c, lease, result, NIL, false, "",
-									NULL) != SP_END_NOT_RUNNING;
-	}
-
-	if (!done)
-	{
-		HeapTuple	tup;
-		TupleDesc	desc;
-		bool		dummy;
-
-		/* raises the error that fits, or locks the job if it is fine */
-		args[0] = UUIDPGetDatum(lease);
-		if (SPI_execute_with_args("SELECT run_id, job FROM"
-								  " stellapack_internal.lease_job($1, true)",
-								  1, (Oid[]) {UUIDOID}, args, NULL, false,
-								  1) != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "could not check lease");
-		tup = SPI_tuptable->vals[0];
-		desc = SPI_tuptable->tupdesc;
-		memcpy(&c.run_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &dummy)),
-			   sizeof(pg_uuid_t));
-		strlcpy(c.job, SPI_getvalue(tup, desc, 2), SP_JOB_NAME_LEN);
-
-		args[0] = UUIDPGetDatum(&c.run_id);
-		args[1] = CStringGetTextDatum(c.job);
-		args[2] = CStringGetTextDatum(succeeded ? "succeeded" : "failed");
-		if (succeeded)
-			nulls[3] = 'n';
-		else if (PG_ARGISNULL(3))
-			args[3] = CStringGetTextDatum("the runner reported a failure");
-		else
-			args[3] = PG_GETARG_DATUM(3);
-		nulls[4] = 'n';
-		args[5] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
-		nulls[5] = PG_ARGISNULL(2) ? 'n' : ' ';
-		if (SPI_execute_with_args("SELECT stellapack_internal.job_end($1, $2,"
-								  " $3, $4, $5, $6)",
-								  6, (Oid[]) {UUIDOID, TEXTOID, TEXTOID,
-									  TEXTOID, TEXTOID, JSONBOID},
-								  args, nulls, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not record the end of job \"%s\"", c.job);
-	}
-
-	/* the job's row, as the job_runs view shows it */
-	args[0] = UUIDPGetDatum(&c.run_id);
-	args[1] = CStringGetTextDatum(c.job);
-	if (SPI_execute_plan(row_plan, args, NULL, false, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "could not read job \"%s\"", c.job);
-	values = palloc(sizeof(Datum) * rowdesc->natts);
-	isnull = palloc(sizeof(bool) * rowdesc->natts);
-	heap_deform_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, values,
-					  isnull);
-	{
-		MemoryContext old = MemoryContextSwitchTo(caller);
-
-		row = heap_form_tuple(BlessTupleDesc(rowdesc), values, isnull);
-		MemoryContextSwitchTo(old);
-	}
+	if (PG_GETARG_BOOL(1))
+		row = succeed_one(PG_GETARG_DATUM(0), PG_GETARG_DATUM(2),
+						  PG_ARGISNULL(2), sp_current_tenant(), rowdesc,
+						  caller);
+	if (row == NULL)
+		row = complete_one(PG_GETARG_DATUM(0), PG_GETARG_BOOL(1),
+						   PG_GETARG_DATUM(2), PG_ARGISNULL(2),
+						   PG_GETARG_DATUM(3), PG_ARGISNULL(3), rowdesc,
+						   caller);
 	SPI_finish();
 	PG_RETURN_DATUM(HeapTupleGetDatum(row));
+}
+
+/*
+ * job_complete_many(lease_ids, results) records the success of a batch of
+ * leased jobs (results, when given, one per lease) and returns their
+ * job_runs rows in the order of the leases.  The good leases are recorded
+ * together (complete_leases); any other goes through complete_one, which
+ * raises its error, so that a batch is recorded whole or not at all.
+ */
+PG_FUNCTION_INFO_V1(sp_job_complete_many);
+Datum
+sp_job_complete_many(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext per_query;
+	Datum	   *leases;
+	bool	   *leases_null;
+	int			n;
+	Datum	   *results = NULL;
+	bool	   *results_null = NULL;
+	int			nresults;
+	HeapTuple  *rows;
+	int			i;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("lease_ids must not be null")));
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), UUIDOID, UUID_LEN, false,
+					  TYPALIGN_CHAR, &leases, &leases_null, &n);
+	if (n > SP_MAX_BATCH)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("a batch holds at most %d leases", SP_MAX_BATCH)));
+	for (i = 0; i < n; i++)
+		if (leases_null[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("lease_ids must not contain nulls")));
+	if (!PG_ARGISNULL(1))
+	{
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), JSONBOID, -1, false,
+						  TYPALIGN_INT, &results, &results_null, &nresults);
+		if (nresults != n)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("results must have one element per lease"),
+					 errdetail("There are %d leases and %d results.", n,
+							   nresults)));
+	}
+
+	InitMaterializedSRF(fcinfo, 0);
+	per_query = rsinfo->econtext->ecxt_per_query_memory;
+	if (n == 0)
+		return (Datum) 0;
+	rows = MemoryContextAllocZero(per_query, sizeof(HeapTuple) * n);
+
+	SPI_connect();
+	complete_leases(leases, results, results_null, n, sp_current_tenant(),
+					rows, rsinfo->setDesc, per_query);
+	for (i = 0; i < n; i++)
+	{
+		if (rows[i] == NULL)
+			rows[i] = complete_one(leases[i], true,
+								   results ? results[i] : (Datum) 0,
+								   results ? results_null[i] : true,
+								   (Datum) 0, true, rsinfo->setDesc,
+								   per_query);
+		tuplestore_puttuple(rsinfo->setResult, rows[i]);
+	}
+	SPI_finish();
+	return (Datum) 0;
 }

@@ -22,6 +22,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -41,13 +42,56 @@ static SPIPlanPtr channel_plan = NULL;
 SPIPlanPtr
 sp_prepare_kept(const char *sql, int nargs, Oid *types)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+	return sp_prepare_kept_opt(sql, nargs, types, 0);
+}
+
+/*
+ * sp_prepare_kept_opt is sp_prepare_kept with cursor options: the runner
+ * calls, whose statements are long to plan and have one good plan, pass
+ * CURSOR_OPT_GENERIC_PLAN so that they are planned once, not per call.
+ */
+SPIPlanPtr
+sp_prepare_kept_opt(const char *sql, int nargs, Oid *types, int options)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, types, options);
 
 	if (plan == NULL)
 		elog(ERROR, "could not prepare a statement of stellapack: %s",
 			 SPI_result_code_string(SPI_result));
 	SPI_keepplan(plan);
 	return plan;
+}
+
+/*
+ * Planner methods the statements of runners' calls and of the log go
+ * without.  Each is planned once (CURSOR_OPT_GENERIC_PLAN), and again
+ * only when a table's statistics change, possibly while the tables are
+ * nearly empty: without these, such a plan can scan whole tables once
+ * they are large.  Every lookup of these statements has an index.
+ */
+static const char *const bridge_plan_off[] = {
+	"enable_seqscan", "enable_bitmapscan", "enable_hashjoin",
+	"enable_mergejoin"
+};
+
+/*
+ * sp_execute_indexed runs a kept plan, planned (when it must be) without
+ * the methods above.
+ */
+int
+sp_execute_indexed(SPIPlanPtr plan, Datum *args, const char *nulls)
+{
+	int			nest = NewGUCNestLevel();
+	int			ret;
+	int			i;
+
+	for (i = 0; i < lengthof(bridge_plan_off); i++)
+		(void) set_config_option(bridge_plan_off[i], "off", PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+								 false);
+	ret = SPI_execute_plan(plan, args, nulls, false, 0);
+	AtEOXact_GUC(true, nest);
+	return ret;
 }
 
 /*
@@ -171,6 +215,23 @@ sp_started_line(SpClaim *c, const char *where, SpLogLine *line)
 							 c->job, c->attempt, where);
 	line->data = psprintf("{\"event\": \"job_started\", \"attempt\": %d}",
 						  c->attempt);
+}
+
+/*
+ * sp_succeeded_line fills *line with the "succeeded" line of a job that
+ * took "elapsed" microseconds in its attempt "attempt".
+ */
+void
+sp_succeeded_line(const char *job, int attempt, int64 elapsed,
+				  SpLogLine *line)
+{
+	line->job = job;
+	line->level = "info";
+	line->stream = "system";
+	line->message = psprintf("job \"%s\" succeeded in %.1f ms", job,
+							 (double) elapsed / 1000.0);
+	line->data = psprintf("{\"event\": \"job_succeeded\", \"attempt\": %d}",
+						  attempt);
 }
 
 /*
@@ -461,14 +522,8 @@ sp_job_succeeded(SpClaim *c, pg_uuid_t *lease, const char *result,
 	all = palloc(sizeof(SpLogLine) * (list_length(lines) + 2));
 	foreach(lc, lines)
 		all[n++] = *(SpLogLine *) lfirst(lc);
-	all[n].job = c->job;
-	all[n].level = "info";
-	all[n].stream = "system";
-	all[n].message = psprintf("job \"%s\" succeeded in %.1f ms", c->job,
-							  (double) (GetCurrentTimestamp() - started) /
-							  1000.0);
-	all[n].data = psprintf("{\"event\": \"job_succeeded\", \"attempt\": %d}",
-						   attempt);
+	sp_succeeded_line(c->job, attempt, GetCurrentTimestamp() - started,
+					  &all[n]);
 	if (took)
 		sp_started_line(next, worker, &all[n + 1]);
 	sp_log_store(&c->run_id, all, n + 1 + (took ? 1 : 0));

@@ -28,6 +28,7 @@
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
@@ -405,6 +406,56 @@ sp_wait_for_change(PG_FUNCTION_ARGS)
 	ResetLatch(MyLatch);
 	CHECK_FOR_INTERRUPTS();
 	PG_RETURN_VOID();
+}
+
+/*
+ * sp_current_tenant is the tenant of this session: the stellapack.tenant
+ * setting when set, else the "tenant" claim of the PostgREST request
+ * (request.jwt.claims), else "default".  A claim that is not a string is
+ * taken as its JSON text, as the ->> operator gives it.  palloc'd.
+ */
+char *
+sp_current_tenant(void)
+{
+	const char *claims;
+
+	if (sp_tenant != NULL && sp_tenant[0] != '\0')
+		return pstrdup(sp_tenant);
+	claims = GetConfigOption("request.jwt.claims", true, false);
+	if (claims != NULL && claims[0] != '\0')
+	{
+		Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+											CStringGetDatum(claims)));
+		JsonbValue	v;
+		char	   *t = NULL;
+
+		if (JB_ROOT_IS_OBJECT(jb) &&
+			getKeyJsonValueFromContainer(&jb->root, "tenant", 6, &v))
+		{
+			if (v.type == jbvString)
+				t = pnstrdup(v.val.string.val, v.val.string.len);
+			else if (v.type != jbvNull)
+			{
+				Jsonb	   *one = JsonbValueToJsonb(&v);
+
+				t = JsonbToCString(NULL, &one->root, VARSIZE(one));
+			}
+		}
+		if (t != NULL && t[0] != '\0')
+			return t;
+	}
+	return pstrdup("default");
+}
+
+/*
+ * current_tenant() is sp_current_tenant for SQL (row-level security and
+ * the SQL functions).
+ */
+PG_FUNCTION_INFO_V1(sp_current_tenant_sql);
+Datum
+sp_current_tenant_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(sp_current_tenant()));
 }
 
 /*

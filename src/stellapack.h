@@ -80,6 +80,7 @@ extern SpShared *sp_shared;
 /* stellapack.c */
 extern void sp_wake_executors(int n);
 extern bool sp_extension_exists(void);
+extern char *sp_current_tenant(void);
 
 /* executor.c */
 extern PGDLLEXPORT void sp_executor_main(Datum arg);
@@ -115,6 +116,7 @@ typedef struct SpLogLine
 } SpLogLine;
 
 extern int64 sp_log_store(pg_uuid_t *run_id, SpLogLine *lines, int n);
+extern int64 sp_log_store_runs(pg_uuid_t *runs, SpLogLine *lines, int n);
 extern bool sp_valid_level(const char *level);
 
 /* a claimed job, owned by the executor between claim and outcome */
@@ -144,7 +146,12 @@ extern SpEnd sp_job_succeeded(SpClaim *c, pg_uuid_t *lease,
 extern void sp_engine_call(const char *function, pg_uuid_t *run_id,
 						   const char *job);
 extern void sp_started_line(SpClaim *c, const char *where, SpLogLine *line);
+extern void sp_succeeded_line(const char *job, int attempt, int64 elapsed,
+							  SpLogLine *line);
 extern SPIPlanPtr sp_prepare_kept(const char *sql, int nargs, Oid *types);
+extern int	sp_execute_indexed(SPIPlanPtr plan, Datum *args, const char *nulls);
+extern SPIPlanPtr sp_prepare_kept_opt(const char *sql, int nargs, Oid *types,
+									  int options);
 extern void sp_claim_clear(SpClaim *c);
 extern void sp_event(pg_uuid_t *run_id, const char *job, const char *status,
 					 const char *tenant);

@@ -21,6 +21,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
+#include "nodes/parsenodes.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -32,7 +33,6 @@
 
 #define SP_NOTIFY_LIMIT		7999	/* NOTIFY payloads must stay below 8000 */
 
-static SPIPlanPtr store_plan = NULL;
 
 static const char *const sp_levels[] = {
 	"debug", "info", "notice", "warning", "error", NULL
@@ -171,102 +171,194 @@ sp_text_array(SpLogLine *lines, int n, int field)
 }
 
 /*
- * sp_log_store appends n lines to a run's log and queues their
- * notifications; returns the last sequence number given out.  The caller
- * must be inside a transaction; the lines become visible, and the
- * notifications are sent, when it commits.
+ * sp_log_announce queues the notification of one stored line, seq and ts
+ * as the log table gave them, on its run's channel; sent at commit.
  */
-int64
-sp_log_store(pg_uuid_t *run_id, SpLogLine *lines, int n)
+static void
+sp_log_announce(pg_uuid_t *run_id, int64 seq, Datum ts, SpLogLine *line)
 {
-	Datum		args[7];
-	int64		first;
-	bool		isnull;
 	char		channel[64];
-	char		run_text[40];
+	char		run_text[UUID_LEN * 2 + 5];
 	char		ts_text[MAXDATELEN + 1];
+	char	   *payload;
+
+	sp_run_channel(run_id, channel);
+	strlcpy(run_text, DatumGetCString(DirectFunctionCall1(uuid_out,
+												UUIDPGetDatum(run_id))),
+			sizeof(run_text));
+	JsonEncodeDateTime(ts_text, ts, TIMESTAMPTZOID, NULL);
+	payload = sp_notify_payload(run_text, seq, ts_text, line);
+	sp_announce(channel, payload);
+	pfree(payload);
+}
+
+/*
+ * store_one_run stores n lines of one run in one statement: the sequence
+ * row is locked and moved on before the first line's time is taken, so
+ * that time grows with seq.  The rows come back as (seq, ts) in line
+ * order.  The cheapest statement for the common case: a job's lines.
+ */
+static void
+store_one_run(pg_uuid_t *run_id, SpLogLine *lines, int n)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		args[7];
 	int			i;
 
-	if (n <= 0)
-		return 0;
-
-	SPI_connect();
-	if (store_plan == NULL)
+	if (plan == NULL)
 	{
 		Oid			types[7] = {UUIDOID, INT8OID, TEXTARRAYOID, TEXTARRAYOID,
 		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
 
-		/*
-		 * One statement: the sequence row is locked and moved on before
-		 * the first line's time is taken, so that time grows with seq.
-		 */
-		store_plan = SPI_prepare(
+		plan = sp_prepare_kept(
 			"WITH s AS (UPDATE stellapack_internal.run_seq"
 			"              SET last_seq = last_seq + $2"
 			"            WHERE run_id = $1"
-			"        RETURNING last_seq - $2 AS first, tenant)"
-			" INSERT INTO stellapack_internal.log"
-			" (run_id, seq, ts, tenant, job, level, stream, message, data)"
-			" SELECT $1, s.first + u.o, clock_timestamp(), s.tenant, u.job,"
-			"        u.level, u.stream, u.message, u.data::jsonb"
-			"   FROM s, unnest($3, $4, $5, $6, $7) WITH ORDINALITY"
-			"     AS u(job, level, stream, message, data, o)"
-			" RETURNING seq, ts",
+			"        RETURNING last_seq - $2 AS first, tenant),"
+			" i AS (INSERT INTO stellapack_internal.log"
+			"       (run_id, seq, ts, tenant, job, level, stream, message,"
+			"        data)"
+			"       SELECT $1, s.first + u.o, clock_timestamp(), s.tenant,"
+			"              u.job, u.level, u.stream, u.message, u.data::jsonb"
+			"         FROM s, unnest($3, $4, $5, $6, $7) WITH ORDINALITY"
+			"           AS u(job, level, stream, message, data, o)"
+			"       RETURNING seq, ts)"
+			" SELECT seq, ts FROM i ORDER BY seq",
 			7, types);
-		if (store_plan == NULL)
-			elog(ERROR, "could not prepare the log statement: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(store_plan);
 	}
-
 	args[0] = UUIDPGetDatum(run_id);
 	args[1] = Int64GetDatum(n);
 	for (i = 0; i < 5; i++)
 		args[2 + i] = sp_text_array(lines, n, i);
-	if (SPI_execute_plan(store_plan, args, NULL, false, 0) !=
-		SPI_OK_INSERT_RETURNING)
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not store log lines");
-	if (SPI_processed != n)
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("run \"%s\" does not exist",
-						DatumGetCString(DirectFunctionCall1(uuid_out,
-												UUIDPGetDatum(run_id))))));
+}
 
-	/* one notification per line, sent at commit, in seq order */
-	sp_run_channel(run_id, channel);
-	snprintf(run_text, sizeof(run_text), "%s",
-			 DatumGetCString(DirectFunctionCall1(uuid_out,
-												 UUIDPGetDatum(run_id))));
-	first = INT64_MAX;
-	for (i = 0; i < n; i++)
+/*
+ * store_runs stores n lines of several runs (line i to runs[i]) in one
+ * statement: each run's sequence row is locked and moved on by its number
+ * of lines, and only then is the lines' time taken (the count waits for
+ * every row of "s").  The rows come back as (seq, ts) in line order; a
+ * line of a run without a sequence row has none.
+ */
+static void
+store_runs(pg_uuid_t *runs, SpLogLine *lines, int n)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		args[6];
+	Datum	   *ids;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int			i;
+
+	if (plan == NULL)
 	{
-		int64		seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-													  SPI_tuptable->tupdesc,
-													  1, &isnull));
+		Oid			types[6] = {UUIDARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
 
-		first = Min(first, seq);
+		plan = sp_prepare_kept_opt(
+			"WITH u AS ("
+			"  SELECT * FROM unnest($1, $2, $3, $4, $5, $6) WITH ORDINALITY"
+			"    AS u(run_id, job, level, stream, message, data, o)),"
+			" n AS (SELECT run_id, count(*) AS n FROM u GROUP BY run_id),"
+			" s AS (UPDATE stellapack_internal.run_seq q"
+			"          SET last_seq = q.last_seq + n.n"
+			"         FROM n WHERE q.run_id = n.run_id"
+			"     RETURNING q.run_id, q.last_seq - n.n AS first, q.tenant),"
+			" t AS (SELECT clock_timestamp() AS ts"
+			"         FROM (SELECT count(*) FROM s) c),"
+			" w AS (SELECT u.*, s.tenant, t.ts, s.first + row_number() OVER"
+			"                (PARTITION BY u.run_id ORDER BY u.o) AS seq"
+			"         FROM u JOIN s ON s.run_id = u.run_id, t),"
+			" i AS (INSERT INTO stellapack_internal.log"
+			"       (run_id, seq, ts, tenant, job, level, stream, message,"
+			"        data)"
+			"       SELECT run_id, seq, ts, tenant, job, level, stream,"
+			"              message, data::jsonb FROM w)"
+			" SELECT seq, ts FROM w ORDER BY o",
+			6, types, CURSOR_OPT_GENERIC_PLAN);
 	}
+	ids = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+		ids[i] = UUIDPGetDatum(&runs[i]);
+	args[0] = PointerGetDatum(construct_md_array(ids, NULL, 1, dims, lbs,
+												 UUIDOID, UUID_LEN, false,
+												 TYPALIGN_CHAR));
+	for (i = 0; i < 5; i++)
+		args[1 + i] = sp_text_array(lines, n, i);
+	if (sp_execute_indexed(plan, args, NULL) != SPI_OK_SELECT)
+		elog(ERROR, "could not store log lines");
+}
+
+/*
+ * sp_log_store_runs appends n lines to the logs of their runs (line i
+ * to run runs[i]; the lines of one run in their order) and queues their
+ * notifications; returns the seq of the last line.  The caller must be
+ * inside a transaction; the lines become visible, and the notifications
+ * are sent, when it commits.
+ *
+ * Whoever stores lines of several runs at once holds the rows of those
+ * runs (a claim, a batch of completions), so that two such writers never
+ * wait for each other's sequence rows.
+ */
+int64
+sp_log_store_runs(pg_uuid_t *runs, SpLogLine *lines, int n)
+{
+	int64		last = 0;
+	bool		one_run = true;
+	int			i;
+
+	if (n <= 0)
+		return 0;
+	for (i = 1; i < n && one_run; i++)
+		one_run = memcmp(&runs[i], &runs[0], UUID_LEN) == 0;
+
+	SPI_connect();
+	if (one_run)
+		store_one_run(&runs[0], lines, n);
+	else
+		store_runs(runs, lines, n);
+
+	/*
+	 * One notification per line, sent at commit, in line order (which is
+	 * seq order within each run).  A line without a row is one of a run
+	 * that has no sequence row: that run does not exist.
+	 */
 	for (i = 0; i < n; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		int64		seq = DatumGetInt64(SPI_getbinval(tup,
-													  SPI_tuptable->tupdesc,
-													  1, &isnull));
-		char	   *payload;
+		HeapTuple	tup;
+		bool		isnull;
 
-		JsonEncodeDateTime(ts_text,
-						   SPI_getbinval(tup, SPI_tuptable->tupdesc, 2,
-										 &isnull),
-						   TIMESTAMPTZOID, NULL);
-		payload = sp_notify_payload(run_text, seq, ts_text,
-									&lines[seq - first]);
-		sp_announce(channel, payload);
-		pfree(payload);
+		if (i >= SPI_processed)
+			ereport(ERROR,
+					(errcode(ERRCODE_NO_DATA_FOUND),
+					 errmsg("run \"%s\" does not exist",
+							DatumGetCString(DirectFunctionCall1(uuid_out,
+												UUIDPGetDatum(&runs[i]))))));
+		tup = SPI_tuptable->vals[i];
+		last = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1,
+										   &isnull));
+		sp_log_announce(&runs[i], last,
+						SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull),
+						&lines[i]);
 	}
 
 	SPI_finish();
-	return first + n - 1;
+	return last;
+}
+
+/*
+ * sp_log_store appends n lines to one run's log (see sp_log_store_runs).
+ */
+int64
+sp_log_store(pg_uuid_t *run_id, SpLogLine *lines, int n)
+{
+	pg_uuid_t  *runs = palloc(sizeof(pg_uuid_t) * Max(n, 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+		runs[i] = *run_id;
+	return sp_log_store_runs(runs, lines, n);
 }
 
 /*

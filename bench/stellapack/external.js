@@ -24,7 +24,7 @@ const CLAIM = {
 };
 const COMPLETE_MANY = {
   name: 'sp_complete_many',
-  text: 'SELECT c.status FROM unnest($1::uuid[]) AS l(id), LATERAL stellapack.job_complete(lease_id => l.id, succeeded => true) AS c',
+  text: 'SELECT status FROM stellapack.job_complete_many(lease_ids => $1::uuid[])',
 };
 const COMPLETE = {
   name: 'sp_complete',

@@ -6,7 +6,7 @@
 -- engine only sees committed runs.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(167);
+SELECT plan(174);
 
 SELECT pg_postmaster_start_time() AS server_started \gset
 
@@ -289,6 +289,22 @@ SELECT alike(pg_temp.err(format($$SELECT stellapack.job_complete(%L, NULL)$$, :'
 	'22004: succeeded must not be null%', 'job_complete() refuses a NULL outcome with 22004');
 SELECT alike(pg_temp.err($$SELECT stellapack.job_complete(gen_random_uuid(), true)$$),
 	'P0002: lease "%" does not exist%', 'job_complete() answers "not found" (P0002) for an unknown lease');
+
+-- job_complete_many(lease_ids, results)
+SELECT alike(pg_temp.err($$SELECT stellapack.job_complete_many(NULL)$$),
+	'22004: lease_ids must not be null%', 'job_complete_many() refuses a NULL array with 22004');
+SELECT alike(pg_temp.err(format($$SELECT stellapack.job_complete_many(ARRAY[%L::uuid, NULL])$$, :'lease')),
+	'22004: lease_ids must not contain nulls%', 'job_complete_many() refuses a NULL lease with 22004');
+SELECT alike(pg_temp.err(format($$SELECT stellapack.job_complete_many(ARRAY[%L::uuid], ARRAY['{}'::jsonb, '{}'])$$, :'lease')),
+	'2202E: results must have one element per lease%', 'job_complete_many() refuses results of another length with 2202E');
+SELECT alike(pg_temp.err($$SELECT stellapack.job_complete_many(array_fill(gen_random_uuid(), ARRAY[1001]))$$),
+	'54000: a batch holds at most 1000 leases%', 'job_complete_many() refuses more than 1000 leases with 54000');
+SELECT alike(pg_temp.err(format($$SELECT stellapack.job_complete_many(ARRAY[%L::uuid, gen_random_uuid()])$$, :'lease')),
+	'P0002: lease "%" does not exist%', 'job_complete_many() answers "not found" (P0002) for an unknown lease of a batch');
+SELECT is((SELECT string_agg(status, ',') FROM stellapack.job_runs WHERE run_id = :'run' AND kind = 'external'), 'running',
+	'a batch refused for one lease records none of its others');
+SELECT is(pg_temp.err($$SELECT count(*) FROM stellapack.job_complete_many('{}')$$), 'ok',
+	'job_complete_many() of no leases answers no rows');
 
 -- artifact_get(run_id, name)
 SELECT alike(pg_temp.err($$SELECT stellapack.artifact_get(NULL, 'a')$$),

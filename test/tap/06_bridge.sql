@@ -3,7 +3,7 @@
 -- expire; stale leases refused.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(31);
+SELECT plan(42);
 
 \ir helpers.psql
 CREATE TABLE public.tap_bridge (run uuid, job text);
@@ -81,6 +81,42 @@ SELECT is(status, 'completed', 'the batched run completes')
   FROM stellapack.pack_run_wait(:'brun', '20 s');
 SELECT is((SELECT count(*)::int FROM stellapack.pack_run_log WHERE run_id = :'brun' AND message LIKE 'job % started (attempt 1) on runner tap-w'), 3,
 	'each leased job has its "started" line, naming the runner');
+
+-- batches across runs: one claim leases within each run's max_parallel,
+-- job_complete_many records a batch whole, in lease order, and releases
+-- dependents
+SELECT stellapack.pack_register('tap-many', '{"max_parallel": 2, "jobs": [{"name": "a", "kind": "external", "queue": "tap-m"}, {"name": "b", "kind": "external", "queue": "tap-m"}, {"name": "c", "kind": "external", "queue": "tap-m"}, {"name": "d", "kind": "external", "queue": "tap-m", "needs": ["a"]}]}') IS NOT NULL AS r \gset
+CREATE TEMP TABLE many_runs AS SELECT (stellapack.pack_run_start('tap-many')).id FROM generate_series(1, 3);
+CREATE TEMP TABLE many1 AS SELECT * FROM stellapack.job_claim('tap-w', ARRAY['tap-m'], max_jobs => 100);
+SELECT is((SELECT count(*)::int || ' ' || count(DISTINCT run_id) FROM many1), '6 3',
+	'one claim leases jobs of three runs');
+SELECT is((SELECT string_agg(DISTINCT jobs, ',') FROM (SELECT string_agg(job, '' ORDER BY job) AS jobs FROM many1 GROUP BY run_id) x), 'ab',
+	'... the first two of each, as max_parallel 2 allows');
+CREATE TEMP TABLE many_done AS
+	SELECT * FROM stellapack.job_complete_many(
+		(SELECT array_agg(lease_id ORDER BY lease_id DESC) FROM many1),
+		(SELECT array_agg(jsonb_build_object('n', lease_id) ORDER BY lease_id DESC) FROM many1)) WITH ORDINALITY;
+SELECT is((SELECT count(*)::int FROM many_done WHERE status = 'succeeded'), 6,
+	'job_complete_many records the six successes of a batch');
+SELECT is((SELECT string_agg(result->>'n', ',' ORDER BY ordinality) FROM many_done),
+	(SELECT string_agg(lease_id::text, ',' ORDER BY lease_id DESC) FROM many1),
+	'... and returns their rows in the order of the leases, with their results');
+SELECT is(left(pg_temp.err($$SELECT count(*) FROM stellapack.job_complete_many((SELECT array_agg(lease_id) FROM many1))$$), 5), '55000',
+	'a batch of leases that have ended is refused');
+SELECT is((SELECT string_agg(job || ':' || status, ',' ORDER BY job) FROM stellapack.job_runs
+			WHERE run_id = (SELECT min(id::text)::uuid FROM many_runs)), 'a:succeeded,b:succeeded,c:queued,d:queued',
+	'the batch released the job that needs a');
+CREATE TEMP TABLE many2 AS SELECT * FROM stellapack.job_claim('tap-w', ARRAY['tap-m'], max_jobs => 100);
+SELECT is((SELECT count(*)::int FROM many2), 6, 'the next claim leases c and d of each run');
+SELECT is((SELECT count(*)::int FROM stellapack.job_complete_many((SELECT array_agg(lease_id) FROM many2)) WHERE status = 'succeeded'), 6,
+	'the second batch completes');
+SELECT is((SELECT string_agg(DISTINCT status, ',') FROM stellapack.pack_runs WHERE id IN (SELECT id FROM many_runs)), 'completed',
+	'the three runs complete');
+SELECT is((SELECT bool_and(n = top) FROM (SELECT count(*) AS n, max(seq) AS top FROM stellapack.pack_run_log
+			WHERE run_id IN (SELECT id FROM many_runs) GROUP BY run_id) x), true,
+	'the log of each run is gap-free');
+SELECT is((SELECT count(*)::int FROM stellapack.pack_run_log WHERE run_id IN (SELECT id FROM many_runs) AND message LIKE 'job % succeeded in %'), 12,
+	'each job has one "succeeded" line');
 
 -- errors a runner acts on
 SELECT is(left(pg_temp.err($$SELECT stellapack.job_heartbeat('00000000-0000-0000-0000-000000000000')$$), 5), 'P0002',
