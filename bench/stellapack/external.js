@@ -8,7 +8,8 @@
 // The jobs come from runs of a pack of 20 external jobs in queue "bench"
 // (max_parallel 20), all started in one transaction beforehand.  Each runner
 // loops: job_claim(worker, '{bench}', max_jobs), then job_complete(lease,
-// true) for each job it got, until every job has been claimed.  Timed from
+// true) for its job (max_jobs = 1) or job_complete_many(leases) for its
+// batch, until every job has been claimed.  Timed from
 // the first claim sent to the last completion returned.
 
 const S = require('./common');
@@ -66,13 +67,10 @@ async function measureExternal(admin, runners, jobs, maxJobs) {
           const done = await c.query({ ...COMPLETE, values: [r.rows[0].lease_id] });
           if (done.rows[0].status !== 'succeeded') throw new Error(`job of lease ${r.rows[0].lease_id} is ${done.rows[0].status}`);
         } else {
-          // a batch is completed in one statement, as graphile-worker's batched
-          // mode does, in run order: completions lock their runs, and batches
-          // of concurrent runners that lock in one order cannot deadlock
-          const leases = r.rows
-            .slice()
-            .sort((a, b) => (a.run_id < b.run_id ? -1 : a.run_id > b.run_id ? 1 : 0))
-            .map((row) => row.lease_id);
+          // a batch is completed in one call, as graphile-worker's batched
+          // mode does: job_complete_many locks the batch's runs in id order
+          // itself, so the leases go in the order job_claim gave them
+          const leases = r.rows.map((row) => row.lease_id);
           const done = await c.query({ ...COMPLETE_MANY, values: [leases] });
           const bad = done.rows.filter((row) => row.status !== 'succeeded');
           if (done.rows.length !== leases.length || bad.length) throw new Error(`${bad.length} jobs of a batch of ${leases.length} not succeeded`);
@@ -136,7 +134,7 @@ async function main() {
           `beforehand in one transaction); ${RUNNERS} node connections each looping job_claim(max_jobs => ${maxJobs}) ` +
           (maxJobs === 1
             ? 'then job_complete(succeeded => true)'
-            : 'then one statement calling job_complete(succeeded => true) for each lease of the batch') +
+            : 'then job_complete_many(lease_ids) of the batch') +
           '; from the first claim to the last completion' +
           (retries.some((x) => x > 0)
             ? `; claims retried after a deadlock or serialization error, per repetition: ${retries.join(', ')}`
