@@ -5,7 +5,7 @@
 -- changes nothing; schedules go through pg_cron; purge keeps what it must.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(51);
+SELECT plan(54);
 
 CREATE ROLE tap_web NOLOGIN;
 GRANT stellapack_admin TO tap_web;
@@ -91,8 +91,21 @@ SELECT pg_temp.as_tenant('acme') \gset
 SELECT is((SELECT count(*)::int FROM stellapack.pack_runs WHERE id = :'acme_run'), 1, 'acme sees its own run');
 SELECT is((SELECT count(*)::int FROM stellapack.pack_run_logs(run_id := :'acme_run') WHERE message = 'acme'), 1,
 	'the job ran with the run''s tenant');
-SELECT ok((SELECT count(*) > 0 FROM stellapack.job_claim(worker := 'acme-runner', queues := ARRAY['tq'])),
-	'a runner of acme claims acme''s job');
+SELECT lease_id AS acme_lease FROM stellapack.job_claim(worker := 'acme-runner', queues := ARRAY['tq']) \gset
+SELECT isnt(:'acme_lease'::text, '', 'a runner of acme claims acme''s job');
+COMMIT;
+-- a runner of globex cannot complete it, alone or in a batch
+BEGIN;
+SELECT pg_temp.as_tenant('globex') \gset
+SELECT alike(pg_temp.err(format('SELECT stellapack.job_complete(%L, true)', :'acme_lease')),
+	'P0002: lease "%" does not exist%', 'a runner of globex cannot complete acme''s job');
+SELECT alike(pg_temp.err(format('SELECT count(*) FROM stellapack.job_complete_many(ARRAY[%L::uuid])', :'acme_lease')),
+	'P0002: lease "%" does not exist%', 'nor in a batch');
+COMMIT;
+BEGIN;
+SELECT pg_temp.as_tenant('acme') \gset
+SELECT is((SELECT string_agg(status, ',') FROM stellapack.job_complete_many(ARRAY[:'acme_lease'::uuid])), 'succeeded',
+	'acme''s runner completes it in a batch');
 COMMIT;
 
 -- errors map to the HTTP statuses of docs/postgrest.md
