@@ -3,7 +3,8 @@
  * The runners' calls become set-based (src/bridge.c): a claim leases its
  * jobs in one statement, and a batch of successes is recorded by the new
  * job_complete_many() in one; the lines of several runs are stored in one
- * statement (src/stream.c).  The tenant of the session is read in C.
+ * statement (src/stream.c).  The tenant of the session is read in C, and
+ * a run is finished in C.
  */
 \echo Use "ALTER EXTENSION stellapack UPDATE TO '0.4.0'" to load this file. \quit
 
@@ -43,3 +44,12 @@ REVOKE ALL ON FUNCTION stellapack.job_complete_many(uuid[], jsonb[])
 	FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION stellapack.job_complete_many(uuid[], jsonb[])
 	TO stellapack_worker;
+
+-- A run's end in C (sp_run_finish): one statement sets its status from
+-- its jobs' outcomes and clears its counters; the "run finished" line, the
+-- event and the wake-up of pack_run_wait() follow as before.  The
+-- engine's and the runners' success paths call it directly.
+CREATE OR REPLACE FUNCTION stellapack_internal.run_finish(p_run uuid)
+RETURNS void
+LANGUAGE C VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'sp_run_finish_sql';

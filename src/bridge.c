@@ -492,10 +492,10 @@ complete_leases(Datum *leases, Datum *results, bool *results_null, int n,
 			"     SET unfinished = x.unfinished - cnt.n,"
 			"         running = x.running - cnt.n"
 			"    FROM cnt WHERE x.id = cnt.run_id"
-			"  RETURNING x.id, x.unfinished = 0"
-			"            OR coalesce(x.deadline <= clock_timestamp(), false)"
-			"            AS settle)"
-			" SELECT d.*, c.settle,"
+			"  RETURNING x.id, x.unfinished = 0 AS finished,"
+			"            coalesce(x.deadline <= clock_timestamp(), false)"
+			"            AS late)"
+			" SELECT d.*, c.finished, c.late,"
 			"        EXISTS (SELECT FROM stellapack_internal.job_run b"
 			"                 WHERE b.run_id = d.run_id AND b.status = 'blocked'"
 			"                   AND d.job = ANY (b.needs)) AS dependents"
@@ -558,18 +558,25 @@ complete_leases(Datum *leases, Datum *results, bool *results_null, int n,
 
 		sp_event(&runs[i], lines[i].job, "succeeded", tenant);
 		dependents = DatumGetBool(SPI_getbinval(done->vals[i], done->tupdesc,
-												SP_ROW_COLUMNS + 3, &dummy));
+												SP_ROW_COLUMNS + 4, &dummy));
 		if (dependents)
 			sp_engine_call("release_dependents", &runs[i], lines[i].job);
 	}
 	for (i = 0; i < ndone; i++)
 	{
+		HeapTuple	tup = done->vals[i];
+		bool		finished;
+		bool		late;
 		bool		dummy;
 
-		if ((i + 1 == ndone || memcmp(&runs[i], &runs[i + 1], UUID_LEN) != 0) &&
-			DatumGetBool(SPI_getbinval(done->vals[i], done->tupdesc,
-									   SP_ROW_COLUMNS + 2, &dummy)))
-			sp_engine_call("run_settle", &runs[i], NULL);
+		if (i + 1 < ndone && memcmp(&runs[i], &runs[i + 1], UUID_LEN) == 0)
+			continue;			/* not the run's last job of the batch */
+		finished = DatumGetBool(SPI_getbinval(tup, done->tupdesc,
+											  SP_ROW_COLUMNS + 2, &dummy));
+		late = DatumGetBool(SPI_getbinval(tup, done->tupdesc,
+										  SP_ROW_COLUMNS + 3, &dummy));
+		if (finished || late)
+			sp_run_ended(&runs[i], late);
 	}
 }
 

@@ -202,6 +202,101 @@ sp_engine_call(const char *function, pg_uuid_t *run_id, const char *job)
 }
 
 /*
+ * sp_run_finish ends a run whose jobs have all ended.  Its status follows
+ * from them: canceled when a cancel was asked, failed when fail_fast
+ * tripped or no job succeeded, completed when every job did, else
+ * partially_failed.  Its "run finished" line and its event are sent, and
+ * the callers of pack_run_wait() woken, at commit.  A run that has ended
+ * already is left alone.  The caller holds the run's row.
+ */
+void
+sp_run_finish(pg_uuid_t *run_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		arg = UUIDPGetDatum(run_id);
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	char	   *status;
+	SpLogLine	line;
+
+	SPI_connect();
+	if (plan == NULL)
+	{
+		Oid			types[1] = {UUIDOID};
+
+		plan = sp_prepare_kept(
+			"WITH c AS ("
+			"  SELECT count(*) FILTER (WHERE status = 'succeeded') AS ok,"
+			"         count(*) AS n"
+			"    FROM stellapack_internal.job_run WHERE run_id = $1)"
+			" UPDATE stellapack_internal.run r"
+			"    SET status = CASE WHEN r.cancel_requested THEN 'canceled'"
+			"                      WHEN r.fail_fast_hit THEN 'failed'"
+			"                      WHEN c.ok = c.n THEN 'completed'"
+			"                      WHEN c.ok = 0 THEN 'failed'"
+			"                      ELSE 'partially_failed' END,"
+			"        finished_at = clock_timestamp(),"
+			"        started_at = coalesce(r.started_at, clock_timestamp()),"
+			"        ready_sql = 0, running = 0, unfinished = 0"
+			"   FROM c"
+			"  WHERE r.id = $1 AND r.status IN ('pending', 'running')"
+			" RETURNING r.status, r.tenant, c.ok, c.n",
+			1, types);
+	}
+	if (SPI_execute_plan(plan, &arg, NULL, false, 0) !=
+		SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not finish a run");
+	if (SPI_processed == 1)
+	{
+		tup = SPI_tuptable->vals[0];
+		desc = SPI_tuptable->tupdesc;
+		status = SPI_getvalue(tup, desc, 1);
+		line.job = NULL;
+		line.level = strcmp(status, "completed") == 0 ? "info" : "error";
+		line.stream = "system";
+		line.message = psprintf("run finished: %s (" INT64_FORMAT " of "
+								INT64_FORMAT " jobs succeeded)", status,
+								DatumGetInt64(SPI_getbinval(tup, desc, 3,
+															&isnull)),
+								DatumGetInt64(SPI_getbinval(tup, desc, 4,
+															&isnull)));
+		line.data = psprintf("{\"event\": \"run_finished\", \"status\": \"%s\"}",
+							 status);
+		sp_log_store(run_id, &line, 1);
+		sp_event(run_id, NULL, status, SPI_getvalue(tup, desc, 2));
+		sp_wake_waiters_at_commit();
+	}
+	SPI_finish();
+}
+
+/*
+ * run_finish(run_id) is sp_run_finish for the SQL functions.
+ */
+PG_FUNCTION_INFO_V1(sp_run_finish_sql);
+Datum
+sp_run_finish_sql(PG_FUNCTION_ARGS)
+{
+	sp_run_finish(PG_GETARG_UUID_P(0));
+	PG_RETURN_VOID();
+}
+
+/*
+ * sp_run_ended settles a run after the success of one of its jobs left it
+ * with nothing unfinished or found it past its deadline ("late"): a late
+ * run goes through run_settle() (SQL), which times it out; one that is not
+ * is finished here.
+ */
+void
+sp_run_ended(pg_uuid_t *run_id, bool late)
+{
+	if (late)
+		sp_engine_call("run_settle", run_id, NULL);
+	else
+		sp_run_finish(run_id);
+}
+
+/*
  * sp_started_line fills *line with the "started" line of the job in c,
  * which runs on "where" (an executor, or "runner NAME").
  */
@@ -535,7 +630,7 @@ sp_job_succeeded(SpClaim *c, pg_uuid_t *lease, const char *result,
 	if (dependents)
 		sp_engine_call("release_dependents", &c->run_id, c->job);
 	if (late || unfinished == 0)
-		sp_engine_call("run_settle", &c->run_id, NULL);
+		sp_run_ended(&c->run_id, late);
 	return took ? SP_END_TOOK_NEXT : SP_END_DONE;
 }
 

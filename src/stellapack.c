@@ -329,8 +329,19 @@ sp_wake_at_commit(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(1) && PG_GETARG_BOOL(1))
 		pending_launcher_wake = true;
 	if (!PG_ARGISNULL(2) && PG_GETARG_BOOL(2))
-		pending_waiter_wake = true;
+		sp_wake_waiters_at_commit();
 	PG_RETURN_VOID();
+}
+
+/*
+ * sp_wake_waiters_at_commit wakes, once the transaction commits, the
+ * sessions waiting in pack_run_wait(), which look at their runs again.
+ */
+void
+sp_wake_waiters_at_commit(void)
+{
+	sp_register_xact_callback();
+	pending_waiter_wake = true;
 }
 
 /*

@@ -81,6 +81,7 @@ extern SpShared *sp_shared;
 extern void sp_wake_executors(int n);
 extern bool sp_extension_exists(void);
 extern char *sp_current_tenant(void);
+extern void sp_wake_waiters_at_commit(void);
 
 /* executor.c */
 extern PGDLLEXPORT void sp_executor_main(Datum arg);
@@ -145,6 +146,8 @@ extern SpEnd sp_job_succeeded(SpClaim *c, pg_uuid_t *lease,
 							  const char *worker, SpClaim *next);
 extern void sp_engine_call(const char *function, pg_uuid_t *run_id,
 						   const char *job);
+extern void sp_run_finish(pg_uuid_t *run_id);
+extern void sp_run_ended(pg_uuid_t *run_id, bool late);
 extern void sp_started_line(SpClaim *c, const char *where, SpLogLine *line);
 extern void sp_succeeded_line(const char *job, int attempt, int64 elapsed,
 							  SpLogLine *line);
