@@ -37,6 +37,12 @@
 #define SP_ROW_COLUMNS		16	/* of the job_runs view */
 #define SP_MAX_BATCH		1000
 
+/* a condition on a job row "jr": its run can take one more job now */
+#define SP_RUN_HAS_ROOM \
+	"EXISTS (SELECT FROM stellapack_internal.run y" \
+	"         WHERE y.id = jr.run_id AND y.running < y.max_parallel" \
+	"           AND NOT y.cancel_requested AND NOT y.halted)"
+
 static SPIPlanPtr candidates_plan = NULL;
 static SPIPlanPtr lease_plan = NULL;
 static SPIPlanPtr claim_plan = NULL;
@@ -168,22 +174,23 @@ lease_one(Datum run, Datum job, const char *tenant, const char *worker,
  * Candidates are read without locks in the order of the queue index (each
  * run's first jobs before anyone's later ones) and tried in a random
  * order, so that concurrent runners spread over them; a job another
- * runner took meanwhile is passed over.
+ * runner took meanwhile is passed over.  With "with_room", only jobs of
+ * runs below their max_parallel are candidates (see sp_job_claim).
  */
 static bool
 claim_one(Datum queues, bool queues_null, const char *tenant,
-		  const char *worker, Datum lease, ReturnSetInfo *rsinfo,
-		  MemoryContext per_query)
+		  const char *worker, Datum lease, bool with_room,
+		  ReturnSetInfo *rsinfo, MemoryContext per_query)
 {
-	Datum		args[2];
-	char		nulls[2] = "  ";
+	Datum		args[3];
+	char		nulls[3] = "   ";
 	SPITupleTable *cands;
 	uint64		ncands;
 	uint64		k;
 
 	if (candidates_plan == NULL)
 	{
-		Oid			types[2] = {TEXTARRAYOID, TEXTOID};
+		Oid			types[3] = {TEXTARRAYOID, TEXTOID, BOOLOID};
 
 		candidates_plan = sp_prepare_kept(
 			"SELECT c.run_id, c.job FROM ("
@@ -192,13 +199,15 @@ claim_one(Datum queues, bool queues_null, const char *tenant,
 			"     AND jr.not_before IS NULL"
 			"     AND ($1::text[] IS NULL OR jr.queue = ANY ($1))"
 			"     AND jr.tenant = $2"
+			"     AND (NOT $3 OR " SP_RUN_HAS_ROOM ")"
 			"   ORDER BY jr.queue, jr.ordinal LIMIT 32) c"
 			" ORDER BY random()",
-			2, types);
+			3, types);
 	}
 	args[0] = queues;
 	nulls[0] = queues_null ? 'n' : ' ';
 	args[1] = CStringGetTextDatum(tenant);
+	args[2] = BoolGetDatum(with_room);
 	if (SPI_execute_plan(candidates_plan, args, nulls, true, 0) !=
 		SPI_OK_SELECT)
 		elog(ERROR, "could not read the queued external jobs");
@@ -231,15 +240,16 @@ claim_one(Datum queues, bool queues_null, const char *tenant,
  * read (ctid, which the statement's snapshot keeps in place): a job taken
  * meanwhile is passed over, its status being checked again on its latest
  * version.  The "started" lines of all of them are stored in one more
- * statement.
+ * statement.  With "with_room", only jobs of runs below their max_parallel
+ * are read (see sp_job_claim).
  */
 static int
 lease_jobs(Datum queues, bool queues_null, const char *tenant,
-		   const char *worker, Datum lease, int max_jobs,
+		   const char *worker, Datum lease, int max_jobs, bool with_room,
 		   ReturnSetInfo *rsinfo, MemoryContext per_query)
 {
-	Datum		args[6];
-	char		nulls[6] = "      ";
+	Datum		args[7];
+	char		nulls[7] = "       ";
 	SPITupleTable *rows;
 	int			n;
 	int			i;
@@ -249,8 +259,8 @@ lease_jobs(Datum queues, bool queues_null, const char *tenant,
 
 	if (claim_plan == NULL)
 	{
-		Oid			types[6] = {TEXTARRAYOID, TEXTOID, INT4OID, INT4OID,
-		TEXTOID, INTERVALOID};
+		Oid			types[7] = {TEXTARRAYOID, TEXTOID, INT4OID, INT4OID,
+		TEXTOID, INTERVALOID, BOOLOID};
 
 		claim_plan = sp_prepare_kept_opt(
 			"WITH f AS ("
@@ -261,6 +271,7 @@ lease_jobs(Datum queues, bool queues_null, const char *tenant,
 			"         AND jr.not_before IS NULL"
 			"         AND ($1::text[] IS NULL OR jr.queue = ANY ($1))"
 			"         AND jr.tenant = $2"
+			"         AND (NOT $7 OR " SP_RUN_HAS_ROOM ")"
 			"       ORDER BY jr.queue, jr.ordinal LIMIT $3) c) c"
 			"   GROUP BY c.run_id),"
 			" r AS ("
@@ -303,7 +314,7 @@ lease_jobs(Datum queues, bool queues_null, const char *tenant,
 			" SELECT lease_id, id, run_id, job, spec, inputs, attempt,"
 			"        lease_expires_at, status"
 			"   FROM j ORDER BY run_id, ordinal",
-			6, types, CURSOR_OPT_GENERIC_PLAN);
+			7, types, CURSOR_OPT_GENERIC_PLAN);
 	}
 	args[0] = queues;
 	nulls[0] = queues_null ? 'n' : ' ';
@@ -312,6 +323,7 @@ lease_jobs(Datum queues, bool queues_null, const char *tenant,
 	args[3] = Int32GetDatum(max_jobs);
 	args[4] = CStringGetTextDatum(worker);
 	args[5] = lease;
+	args[6] = BoolGetDatum(with_room);
 	if (sp_execute_indexed(claim_plan, args, nulls) != SPI_OK_SELECT)
 		elog(ERROR, "could not lease jobs");
 	rows = SPI_tuptable;
@@ -365,8 +377,11 @@ lease_jobs(Datum queues, bool queues_null, const char *tenant,
  * job_claim(worker, queues, lease, max_jobs) leases up to max_jobs
  * runnable external jobs of the given queues (all when NULL) of the
  * caller's tenant, ordered by run: one at a time through claim_one, a
- * batch through lease_jobs.  A round that gets fewer than wanted
- * (other runners took some) is followed by another, up to three.
+ * batch through lease_jobs.  A round that gets fewer than wanted is
+ * followed by another, up to three.  The first round reads the queue index
+ * alone, which is cheapest; the next ones read only jobs of runs that have
+ * room, so that jobs queued behind many of runs at their max_parallel
+ * (or taken by other runners meanwhile) do not hide a runnable one.
  */
 PG_FUNCTION_INFO_V1(sp_job_claim);
 Datum
@@ -416,10 +431,10 @@ sp_job_claim(PG_FUNCTION_ARGS)
 
 		if (max_jobs == 1)
 			got = claim_one(queues, PG_ARGISNULL(1), tenant, worker, lease,
-							rsinfo, per_query) ? 1 : 0;
+							round > 0, rsinfo, per_query) ? 1 : 0;
 		else
 			got = lease_jobs(queues, PG_ARGISNULL(1), tenant, worker, lease,
-							 max_jobs - n, rsinfo, per_query);
+							 max_jobs - n, round > 0, rsinfo, per_query);
 		n += got;
 		/* an empty round after a first one: nothing more to get */
 		if (got == 0 && round > 0)

@@ -3,7 +3,7 @@
 -- expire; stale leases refused.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(42);
+SELECT plan(44);
 
 \ir helpers.psql
 CREATE TABLE public.tap_bridge (run uuid, job text);
@@ -117,6 +117,25 @@ SELECT is((SELECT bool_and(n = top) FROM (SELECT count(*) AS n, max(seq) AS top 
 	'the log of each run is gap-free');
 SELECT is((SELECT count(*)::int FROM stellapack.pack_run_log WHERE run_id IN (SELECT id FROM many_runs) AND message LIKE 'job % succeeded in %'), 12,
 	'each job has one "succeeded" line');
+
+-- a runnable job behind more queued jobs than a claim reads at first, all
+-- of runs at their max_parallel, is still found (single and batch claims)
+SELECT stellapack.pack_register('tap-full', format('{"jobs": [%s]}',
+	(SELECT string_agg(format('{"name": "f%s", "kind": "external", "queue": "tap-s"}', lpad(g::text, 2, '0')), ', ')
+	   FROM generate_series(1, 40) g))) IS NOT NULL AS r \gset
+SELECT stellapack.pack_register('tap-behind', format('{"jobs": [%s, {"name": "late", "kind": "external", "queue": "tap-s"}]}',
+	(SELECT string_agg(format('{"name": "s%s", "command": "SELECT 1"}', lpad(g::text, 2, '0')), ', ')
+	   FROM generate_series(1, 34) g))) IS NOT NULL AS r \gset
+SELECT id AS full_run FROM stellapack.pack_run_start('tap-full') \gset
+SELECT lease_id AS full_lease FROM stellapack.job_claim('tap-w', ARRAY['tap-s']) \gset
+CREATE TEMP TABLE behind AS SELECT (stellapack.pack_run_start('tap-behind')).id FROM generate_series(1, 2);
+SELECT pg_temp.wait_for($$SELECT count(*) = 68 FROM stellapack.job_runs WHERE run_id IN (SELECT id FROM behind) AND status = 'succeeded'$$) AS w \gset
+SELECT is((SELECT string_agg(job, ',') FROM stellapack.job_claim('tap-w', ARRAY['tap-s'])), 'late',
+	'a single claim finds the runnable job behind 39 queued jobs of a run at its max_parallel');
+SELECT is((SELECT string_agg(job, ',') FROM stellapack.job_claim('tap-w', ARRAY['tap-s'], max_jobs => 5)), 'late',
+	'so does a batch claim');
+SELECT count(*) AS canceled FROM (SELECT stellapack.pack_run_cancel(id) FROM behind
+	UNION ALL SELECT stellapack.pack_run_cancel(:'full_run')) x \gset
 
 -- errors a runner acts on
 SELECT is(left(pg_temp.err($$SELECT stellapack.job_heartbeat('00000000-0000-0000-0000-000000000000')$$), 5), 'P0002',
