@@ -43,7 +43,7 @@
 	"         WHERE y.id = jr.run_id AND y.running < y.max_parallel" \
 	"           AND NOT y.cancel_requested AND NOT y.halted)"
 
-static SPIPlanPtr candidates_plan = NULL;
+static SPIPlanPtr candidates_plans[2];	/* without, with the room filter */
 static SPIPlanPtr lease_plan = NULL;
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr lookup_plan = NULL;
@@ -182,33 +182,33 @@ claim_one(Datum queues, bool queues_null, const char *tenant,
 		  const char *worker, Datum lease, bool with_room,
 		  ReturnSetInfo *rsinfo, MemoryContext per_query)
 {
-	Datum		args[3];
-	char		nulls[3] = "   ";
+	Datum		args[2];
+	char		nulls[2] = "  ";
 	SPITupleTable *cands;
 	uint64		ncands;
 	uint64		k;
 
-	if (candidates_plan == NULL)
+	/* two statements, so that each keeps a plan of its own */
+	if (candidates_plans[with_room] == NULL)
 	{
-		Oid			types[3] = {TEXTARRAYOID, TEXTOID, BOOLOID};
+		Oid			types[2] = {TEXTARRAYOID, TEXTOID};
 
-		candidates_plan = sp_prepare_kept(
+		candidates_plans[with_room] = sp_prepare_kept(psprintf(
 			"SELECT c.run_id, c.job FROM ("
 			"  SELECT jr.run_id, jr.job FROM stellapack_internal.job_run jr"
 			"   WHERE jr.status = 'queued' AND jr.kind = 'external'"
 			"     AND jr.not_before IS NULL"
 			"     AND ($1::text[] IS NULL OR jr.queue = ANY ($1))"
-			"     AND jr.tenant = $2"
-			"     AND (NOT $3 OR " SP_RUN_HAS_ROOM ")"
+			"     AND jr.tenant = $2 %s"
 			"   ORDER BY jr.queue, jr.ordinal LIMIT 32) c"
 			" ORDER BY random()",
-			3, types);
+			with_room ? "AND " SP_RUN_HAS_ROOM : ""),
+			2, types);
 	}
 	args[0] = queues;
 	nulls[0] = queues_null ? 'n' : ' ';
 	args[1] = CStringGetTextDatum(tenant);
-	args[2] = BoolGetDatum(with_room);
-	if (SPI_execute_plan(candidates_plan, args, nulls, true, 0) !=
+	if (SPI_execute_plan(candidates_plans[with_room], args, nulls, true, 0) !=
 		SPI_OK_SELECT)
 		elog(ERROR, "could not read the queued external jobs");
 	cands = SPI_tuptable;
