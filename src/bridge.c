@@ -26,8 +26,6 @@
 #include "nodes/parsenodes.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
-#include "utils/datetime.h"
-#include "utils/jsonb.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -87,25 +85,61 @@ copy_row(HeapTuple tup, TupleDesc desc, int first, int n, Datum *values,
 }
 
 /*
+ * hand_out puts n leased jobs, rows of a lease statement (lease_id, id,
+ * run_id, job, spec, inputs, attempt, lease_expires_at, and the run's
+ * status before the lease), into the result set, stores their "started"
+ * lines, and queues their events (a run's own first, when the lease
+ * started it).  The rows come ordered by run.
+ */
+static void
+hand_out(SPITupleTable *rows, int n, const char *tenant, const char *worker,
+		 ReturnSetInfo *rsinfo, MemoryContext per_query)
+{
+	pg_uuid_t  *runs = palloc(sizeof(pg_uuid_t) * n);
+	SpLogLine  *lines = palloc(sizeof(SpLogLine) * n);
+	char	   *where = psprintf("runner %s", worker);
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tup = rows->vals[i];
+		Datum		values[SP_CLAIM_COLUMNS];
+		bool		isnull[SP_CLAIM_COLUMNS];
+		MemoryContext old = MemoryContextSwitchTo(per_query);
+		SpClaim		c;
+
+		/* the row, where the result set lives */
+		copy_row(tup, rows->tupdesc, 1, SP_CLAIM_COLUMNS, values, isnull);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values,
+							 isnull);
+		MemoryContextSwitchTo(old);
+
+		memset(&c, 0, sizeof(c));
+		memcpy(&runs[i], DatumGetUUIDP(values[2]), sizeof(pg_uuid_t));
+		c.run_id = runs[i];
+		strlcpy(c.job, SPI_getvalue(tup, rows->tupdesc, 4), SP_JOB_NAME_LEN);
+		c.attempt = DatumGetInt32(values[6]);
+		sp_started_line(&c, where, &lines[i]);
+		if ((i == 0 || memcmp(&runs[i - 1], &runs[i], UUID_LEN) != 0) &&
+			strcmp(SPI_getvalue(tup, rows->tupdesc, 9), "pending") == 0)
+			sp_event(&runs[i], NULL, "running", tenant);
+		sp_event(&runs[i], lines[i].job, "running", tenant);
+	}
+	sp_log_store_runs(runs, lines, n);
+}
+
+/*
  * lease_one tries to lease job "job" of run "run" to a runner: the run is
  * locked with SKIP LOCKED (a claimer never waits for another) and must have
  * room under max_parallel; the job must still be queued on the row's latest
- * version.  On success its row goes into the result set, its "started"
- * line and events are written, and true is returned.
+ * version.  On success the job is handed out (hand_out) and true is
+ * returned.
  */
 static bool
 lease_one(Datum run, Datum job, const char *tenant, const char *worker,
 		  Datum lease, ReturnSetInfo *rsinfo, MemoryContext per_query)
 {
 	Datum		args[4];
-	Datum		values[SP_CLAIM_COLUMNS];
-	bool		isnull[SP_CLAIM_COLUMNS];
-	HeapTuple	tup;
-	TupleDesc	desc;
-	bool		dummy;
-	SpClaim		c;
-	SpLogLine	line;
-	MemoryContext old;
 
 	if (lease_plan == NULL)
 	{
@@ -148,23 +182,7 @@ lease_one(Datum run, Datum job, const char *tenant, const char *worker,
 		elog(ERROR, "could not lease a job");
 	if (SPI_processed != 1)
 		return false;
-
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	old = MemoryContextSwitchTo(per_query);
-	copy_row(tup, desc, 1, SP_CLAIM_COLUMNS, values, isnull);
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
-	MemoryContextSwitchTo(old);
-
-	memset(&c, 0, sizeof(c));
-	memcpy(&c.run_id, DatumGetUUIDP(run), sizeof(pg_uuid_t));
-	text_to_cstring_buffer(DatumGetTextPP(job), c.job, SP_JOB_NAME_LEN);
-	c.attempt = DatumGetInt32(SPI_getbinval(tup, desc, 7, &dummy));
-	sp_started_line(&c, psprintf("runner %s", worker), &line);
-	sp_log_store(&c.run_id, &line, 1);
-	if (strcmp(SPI_getvalue(tup, desc, 9), "pending") == 0)
-		sp_event(&c.run_id, NULL, "running", tenant);
-	sp_event(&c.run_id, c.job, "running", tenant);
+	hand_out(SPI_tuptable, 1, tenant, worker, rsinfo, per_query);
 	return true;
 }
 
@@ -239,9 +257,8 @@ claim_one(Datum queues, bool queues_null, const char *tenant,
  * for on the run's latest row.  Jobs are updated through the row versions
  * read (ctid, which the statement's snapshot keeps in place): a job taken
  * meanwhile is passed over, its status being checked again on its latest
- * version.  The "started" lines of all of them are stored in one more
- * statement.  With "with_room", only jobs of runs below their max_parallel
- * are read (see sp_job_claim).
+ * version.  They are handed out together (hand_out).  With "with_room",
+ * only jobs of runs below their max_parallel are read (see sp_job_claim).
  */
 static int
 lease_jobs(Datum queues, bool queues_null, const char *tenant,
@@ -250,12 +267,7 @@ lease_jobs(Datum queues, bool queues_null, const char *tenant,
 {
 	Datum		args[7];
 	char		nulls[7] = "       ";
-	SPITupleTable *rows;
 	int			n;
-	int			i;
-	pg_uuid_t  *runs;
-	SpLogLine  *lines;
-	char	   *where;
 
 	if (claim_plan == NULL)
 	{
@@ -326,50 +338,9 @@ lease_jobs(Datum queues, bool queues_null, const char *tenant,
 	args[6] = BoolGetDatum(with_room);
 	if (sp_execute_indexed(claim_plan, args, nulls) != SPI_OK_SELECT)
 		elog(ERROR, "could not lease jobs");
-	rows = SPI_tuptable;
 	n = (int) SPI_processed;
-	if (n == 0)
-		return 0;
-
-	/* the rows, where the result set lives */
-	for (i = 0; i < n; i++)
-	{
-		Datum		values[SP_CLAIM_COLUMNS];
-		bool		isnull[SP_CLAIM_COLUMNS];
-		MemoryContext old = MemoryContextSwitchTo(per_query);
-
-		copy_row(rows->vals[i], rows->tupdesc, 1, SP_CLAIM_COLUMNS, values,
-				 isnull);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values,
-							 isnull);
-		MemoryContextSwitchTo(old);
-	}
-
-	/* their "started" lines, and the events (a run's own first) */
-	runs = palloc(sizeof(pg_uuid_t) * n);
-	lines = palloc(sizeof(SpLogLine) * n);
-	where = psprintf("runner %s", worker);
-	for (i = 0; i < n; i++)
-	{
-		HeapTuple	tup = rows->vals[i];
-		bool		isnull;
-		SpClaim		c;
-
-		memset(&c, 0, sizeof(c));
-		memcpy(&runs[i], DatumGetUUIDP(SPI_getbinval(tup, rows->tupdesc, 3,
-													 &isnull)),
-			   sizeof(pg_uuid_t));
-		c.run_id = runs[i];
-		strlcpy(c.job, SPI_getvalue(tup, rows->tupdesc, 4), SP_JOB_NAME_LEN);
-		c.attempt = DatumGetInt32(SPI_getbinval(tup, rows->tupdesc, 7,
-												&isnull));
-		sp_started_line(&c, where, &lines[i]);
-		if ((i == 0 || memcmp(&runs[i - 1], &runs[i], UUID_LEN) != 0) &&
-			strcmp(SPI_getvalue(tup, rows->tupdesc, 9), "pending") == 0)
-			sp_event(&runs[i], NULL, "running", tenant);
-		sp_event(&runs[i], lines[i].job, "running", tenant);
-	}
-	sp_log_store_runs(runs, lines, n);
+	if (n > 0)
+		hand_out(SPI_tuptable, n, tenant, worker, rsinfo, per_query);
 	return n;
 }
 
