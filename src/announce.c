@@ -24,6 +24,7 @@
 #include "miscadmin.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 
 #include "stellapack.h"
@@ -111,6 +112,25 @@ sp_notify_pairs(const char *p, const char *end)
 		Async_Notify(channel, payload);
 		p = payload + strlen(payload) + 1;
 	}
+}
+
+/*
+ * sp_notify_in_own_xact sends the pairs of a buffer in a transaction of
+ * their own, as the launcher does for what other backends committed.  That
+ * transaction writes nothing that must survive a crash (notifications die
+ * with the server's connections), so its commit does not wait for the WAL
+ * flush: listeners are signalled sooner, and the committing backends do
+ * not share their flushes with it.
+ */
+void
+sp_notify_in_own_xact(const char *p, const char *end)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	(void) set_config_option("synchronous_commit", "off", PGC_SUSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	sp_notify_pairs(p, end);
+	CommitTransactionCommand();
 }
 
 static void
@@ -311,12 +331,7 @@ sp_announce_drain(void)
 	SpinLockRelease(&ring->mutex);
 
 	if (used > 0)
-	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		sp_notify_pairs(buf, buf + used);
-		CommitTransactionCommand();
-	}
+		sp_notify_in_own_xact(buf, buf + used);
 	pfree(buf);
 	return used > 0;
 }

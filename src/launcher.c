@@ -377,11 +377,8 @@ send_notifies(SpExecutor *ex)
 		return;
 	PG_TRY();
 	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		sp_notify_pairs(ex->notifies.data,
-						ex->notifies.data + ex->notifies.len);
-		CommitTransactionCommand();
+		sp_notify_in_own_xact(ex->notifies.data,
+							  ex->notifies.data + ex->notifies.len);
 	}
 	PG_CATCH();
 	{

@@ -98,6 +98,7 @@ extern Size sp_announce_shmem_size(void);
 extern void sp_announce_shmem_init(void);
 extern bool sp_announce_drain(void);
 extern void sp_notify_pairs(const char *p, const char *end);
+extern void sp_notify_in_own_xact(const char *p, const char *end);
 extern void sp_append_pair(StringInfo buf, bool *ready, const char *channel,
 						   const char *payload);
 
