@@ -41,6 +41,16 @@
 	"         WHERE y.id = jr.run_id AND y.running < y.max_parallel" \
 	"           AND NOT y.cancel_requested AND NOT y.halted)"
 
+/*
+ * a job row "jr" in the queue index (job_run_external), whose predicate
+ * says "queue IS NOT NULL" so that only statements saying it too, the
+ * claims' reads in queue order, can use it: a plan made without statistics
+ * once read the whole index to find the queued jobs of one run
+ */
+#define SP_IN_QUEUE_INDEX \
+	"jr.status = 'queued' AND jr.kind = 'external'" \
+	" AND jr.not_before IS NULL AND jr.queue IS NOT NULL"
+
 static SPIPlanPtr candidates_plans[2];	/* without, with the room filter */
 static SPIPlanPtr lease_plan = NULL;
 static SPIPlanPtr claim_plan = NULL;
@@ -214,8 +224,7 @@ claim_one(Datum queues, bool queues_null, const char *tenant,
 		candidates_plans[with_room] = sp_prepare_kept(psprintf(
 			"SELECT c.run_id, c.job FROM ("
 			"  SELECT jr.run_id, jr.job FROM stellapack_internal.job_run jr"
-			"   WHERE jr.status = 'queued' AND jr.kind = 'external'"
-			"     AND jr.not_before IS NULL"
+			"   WHERE " SP_IN_QUEUE_INDEX
 			"     AND ($1::text[] IS NULL OR jr.queue = ANY ($1))"
 			"     AND jr.tenant = $2 %s"
 			"   ORDER BY jr.queue, jr.ordinal LIMIT 32) c"
@@ -279,8 +288,7 @@ lease_jobs(Datum queues, bool queues_null, const char *tenant,
 			"  SELECT c.run_id, min(c.pos) AS pos FROM ("
 			"    SELECT c.run_id, row_number() OVER () AS pos FROM ("
 			"      SELECT jr.run_id FROM stellapack_internal.job_run jr"
-			"       WHERE jr.status = 'queued' AND jr.kind = 'external'"
-			"         AND jr.not_before IS NULL"
+			"       WHERE " SP_IN_QUEUE_INDEX
 			"         AND ($1::text[] IS NULL OR jr.queue = ANY ($1))"
 			"         AND jr.tenant = $2"
 			"         AND (NOT $7 OR " SP_RUN_HAS_ROOM ")"

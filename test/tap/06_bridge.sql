@@ -3,7 +3,7 @@
 -- expire; stale leases refused.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(44);
+SELECT plan(46);
 
 \ir helpers.psql
 CREATE TABLE public.tap_bridge (run uuid, job text);
@@ -136,6 +136,29 @@ SELECT is((SELECT string_agg(job, ',') FROM stellapack.job_claim('tap-w', ARRAY[
 	'so does a batch claim');
 SELECT count(*) AS canceled FROM (SELECT stellapack.pack_run_cancel(id) FROM behind
 	UNION ALL SELECT stellapack.pack_run_cancel(:'full_run')) x \gset
+
+-- a batched claim reads each run's queued jobs through that run's index,
+-- also with a plan made without statistics (as right after an install or
+-- a TRUNCATE): the queue-order index serves only the first step
+SELECT stellapack.pack_register('tap-plan', format('{"max_parallel": 20, "jobs": [%s]}',
+	(SELECT string_agg(format('{"name": "p%s", "kind": "external", "queue": "tap-p"}', lpad(g::text, 2, '0')), ', ')
+	   FROM generate_series(1, 20) g))) IS NOT NULL AS r \gset
+CREATE TEMP TABLE plan_runs AS SELECT (stellapack.pack_run_start('tap-plan')).id FROM generate_series(1, 10);
+-- forget job_run's statistics; the catalog update also makes this
+-- session plan its claim statements again
+DELETE FROM pg_statistic WHERE starelid = 'stellapack_internal.job_run'::regclass;
+UPDATE pg_class SET reltuples = -1, relpages = 0 WHERE oid = 'stellapack_internal.job_run'::regclass;
+-- (index scans are counted from here: a transaction's counts are not
+-- flushed before its end)
+BEGIN;
+SELECT pg_stat_get_xact_numscans('stellapack_internal.job_run_queued'::regclass) AS scans0 \gset
+SELECT is((SELECT count(*)::int FROM stellapack.job_claim('tap-w', ARRAY['tap-p'], max_jobs => 50)), 50,
+	'a batch claim without statistics leases 50 jobs of three runs');
+SELECT is((SELECT pg_stat_get_xact_numscans('stellapack_internal.job_run_queued'::regclass)::int - :scans0), 3,
+	'... reading each run''s jobs through the index of its queued jobs');
+COMMIT;
+ANALYZE stellapack_internal.job_run;
+SELECT count(*) AS canceled FROM (SELECT stellapack.pack_run_cancel(id) FROM plan_runs) x \gset
 
 -- errors a runner acts on
 SELECT is(left(pg_temp.err($$SELECT stellapack.job_heartbeat('00000000-0000-0000-0000-000000000000')$$), 5), 'P0002',
