@@ -447,6 +447,11 @@ complete_leases(Datum *leases, Datum *results, bool *results_null, int n,
 	int			i;
 	pg_uuid_t  *runs;
 	SpLogLine  *lines;
+	pg_uuid_t  *ended_runs;
+	pg_uuid_t  *late_runs;
+	SpRunEnd   *ends;
+	int			nended = 0;
+	int			nlate = 0;
 
 	if (complete_plan == NULL)
 	{
@@ -468,8 +473,7 @@ complete_leases(Datum *leases, Datum *results, bool *results_null, int n,
 			"     SET status = 'succeeded', finished_at = clock_timestamp(),"
 			"         result = l.result, error = NULL, sqlstate = NULL"
 			"    FROM l"
-			"   WHERE (SELECT n FROM gate) > 0"
-			"     AND jr.lease_id = ANY ($1) AND jr.lease_id = l.lease"
+			"   WHERE (SELECT n FROM gate) > 0 AND jr.lease_id = l.lease"
 			"     AND jr.tenant = $3"
 			"     AND NOT EXISTS (SELECT FROM lk WHERE lk.id = jr.run_id"
 			"                        AND lk.cancel_requested)"
@@ -513,9 +517,12 @@ complete_leases(Datum *leases, Datum *results, bool *results_null, int n,
 	if (ndone == 0)
 		return;
 
-	/* the rows to return, then the lines (in run and job order) */
-	runs = palloc(sizeof(pg_uuid_t) * ndone);
-	lines = palloc(sizeof(SpLogLine) * ndone);
+	/*
+	 * The rows to return, then the lines (in run and job order), with room
+	 * for the "finished" lines of the runs that end
+	 */
+	runs = palloc(sizeof(pg_uuid_t) * ndone * 2);
+	lines = palloc(sizeof(SpLogLine) * ndone * 2);
 	for (i = 0; i < ndone; i++)
 	{
 		HeapTuple	tup = done->vals[i];
@@ -542,36 +549,52 @@ complete_leases(Datum *leases, Datum *results, bool *results_null, int n,
 															&dummy)),
 						  &lines[i]);
 	}
-	sp_log_store_runs(runs, lines, ndone);
 
-	/* events; dependents of each job, then each run that may end */
-	for (i = 0; i < ndone; i++)
-	{
-		bool		dependents;
-		bool		dummy;
-
-		sp_event(&runs[i], lines[i].job, "succeeded", tenant);
-		dependents = DatumGetBool(SPI_getbinval(done->vals[i], done->tupdesc,
-												SP_ROW_COLUMNS + 4, &dummy));
-		if (dependents)
-			sp_engine_call("release_dependents", &runs[i], lines[i].job);
-	}
+	/*
+	 * Runs left with nothing unfinished end now, in one statement, so that
+	 * their "finished" lines go with the jobs' (after them, as they come
+	 * later in the arrays); nothing waits on their jobs.  Runs past their
+	 * deadline are settled last.
+	 */
+	ended_runs = palloc(sizeof(pg_uuid_t) * ndone);
+	late_runs = palloc(sizeof(pg_uuid_t) * ndone);
 	for (i = 0; i < ndone; i++)
 	{
 		HeapTuple	tup = done->vals[i];
-		bool		finished;
-		bool		late;
 		bool		dummy;
 
 		if (i + 1 < ndone && memcmp(&runs[i], &runs[i + 1], UUID_LEN) == 0)
 			continue;			/* not the run's last job of the batch */
-		finished = DatumGetBool(SPI_getbinval(tup, done->tupdesc,
-											  SP_ROW_COLUMNS + 2, &dummy));
-		late = DatumGetBool(SPI_getbinval(tup, done->tupdesc,
-										  SP_ROW_COLUMNS + 3, &dummy));
-		if (finished || late)
-			sp_run_ended(&runs[i], late);
+		if (DatumGetBool(SPI_getbinval(tup, done->tupdesc,
+									   SP_ROW_COLUMNS + 3, &dummy)))
+			late_runs[nlate++] = runs[i];
+		else if (DatumGetBool(SPI_getbinval(tup, done->tupdesc,
+											SP_ROW_COLUMNS + 2, &dummy)))
+			ended_runs[nended++] = runs[i];
 	}
+	ends = palloc(sizeof(SpRunEnd) * Max(nended, 1));
+	if (nended > 0)
+		nended = sp_runs_finish(ended_runs, nended, ends);
+	for (i = 0; i < nended; i++)
+	{
+		runs[ndone + i] = ends[i].run;
+		lines[ndone + i] = ends[i].line;
+	}
+	sp_log_store_runs(runs, lines, ndone + nended);
+
+	/* events, dependents of each job, then runs past their deadline */
+	for (i = 0; i < ndone; i++)
+	{
+		bool		dummy;
+
+		sp_event(&runs[i], lines[i].job, "succeeded", tenant);
+		if (DatumGetBool(SPI_getbinval(done->vals[i], done->tupdesc,
+									   SP_ROW_COLUMNS + 4, &dummy)))
+			sp_engine_call("release_dependents", &runs[i], lines[i].job);
+	}
+	sp_runs_announce(ends, nended);
+	for (i = 0; i < nlate; i++)
+		sp_run_ended(&late_runs[i], true);
 }
 
 /*

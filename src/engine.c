@@ -202,34 +202,46 @@ sp_engine_call(const char *function, pg_uuid_t *run_id, const char *job)
 }
 
 /*
- * sp_run_finish ends a run whose jobs have all ended.  Its status follows
+ * sp_runs_finish ends, in one statement, those of runs[0 .. n - 1] that
+ * have not ended yet; their jobs have all ended.  A run's status follows
  * from them: canceled when a cancel was asked, failed when fail_fast
  * tripped or no job succeeded, completed when every job did, else
- * partially_failed.  Its "run finished" line and its event are sent, and
- * the callers of pack_run_wait() woken, at commit.  A run that has ended
- * already is left alone.  The caller holds the run's row.
+ * partially_failed.  ends[] gets each ended run with its "run finished"
+ * line (in the caller's context); the caller stores the lines and then
+ * calls sp_runs_announce().  Returns how many runs ended.  The caller holds
+ * the runs' rows.
+ *
+ * "Not ended yet" is "finished_at IS NULL" (every end sets it), not a
+ * status test: the index of active runs would match that one, and a plan
+ * made without statistics would scan the index for each run.
  */
-void
-sp_run_finish(pg_uuid_t *run_id)
+int
+sp_runs_finish(pg_uuid_t *runs, int n, SpRunEnd *ends)
 {
 	static SPIPlanPtr plan = NULL;
-	Datum		arg = UUIDPGetDatum(run_id);
-	HeapTuple	tup;
-	TupleDesc	desc;
-	bool		isnull;
-	char	   *status;
-	SpLogLine	line;
+	MemoryContext caller = CurrentMemoryContext;
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	Datum		arg;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int			nended;
+	int			i;
 
+	for (i = 0; i < n; i++)
+		ids[i] = UUIDPGetDatum(&runs[i]);
+	arg = PointerGetDatum(construct_md_array(ids, NULL, 1, dims, lbs, UUIDOID,
+											 UUID_LEN, false, TYPALIGN_CHAR));
 	SPI_connect();
 	if (plan == NULL)
 	{
-		Oid			types[1] = {UUIDOID};
+		Oid			types[1] = {UUIDARRAYOID};
 
-		plan = sp_prepare_kept(
-			"WITH c AS ("
-			"  SELECT count(*) FILTER (WHERE status = 'succeeded') AS ok,"
-			"         count(*) AS n"
-			"    FROM stellapack_internal.job_run WHERE run_id = $1)"
+		plan = sp_prepare_kept_opt(
+			"WITH c AS MATERIALIZED ("
+			"  SELECT run_id, count(*) FILTER (WHERE status = 'succeeded')"
+			"         AS ok, count(*) AS n"
+			"    FROM stellapack_internal.job_run WHERE run_id = ANY ($1)"
+			"   GROUP BY run_id)"
 			" UPDATE stellapack_internal.run r"
 			"    SET status = CASE WHEN r.cancel_requested THEN 'canceled'"
 			"                      WHEN r.fail_fast_hit THEN 'failed'"
@@ -240,34 +252,74 @@ sp_run_finish(pg_uuid_t *run_id)
 			"        started_at = coalesce(r.started_at, clock_timestamp()),"
 			"        ready_sql = 0, running = 0, unfinished = 0"
 			"   FROM c"
-			"  WHERE r.id = $1 AND r.status IN ('pending', 'running')"
-			" RETURNING r.status, r.tenant, c.ok, c.n",
-			1, types);
+			"  WHERE r.id = ANY ($1) AND r.id = c.run_id"
+			"    AND r.finished_at IS NULL"
+			" RETURNING r.id, r.status, r.tenant, c.ok, c.n",
+			1, types, CURSOR_OPT_GENERIC_PLAN);
 	}
-	if (SPI_execute_plan(plan, &arg, NULL, false, 0) !=
-		SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "could not finish a run");
-	if (SPI_processed == 1)
+	if (sp_execute_indexed(plan, &arg, NULL) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not finish runs");
+	nended = (int) SPI_processed;
+	for (i = 0; i < nended; i++)
 	{
-		tup = SPI_tuptable->vals[0];
-		desc = SPI_tuptable->tupdesc;
-		status = SPI_getvalue(tup, desc, 1);
-		line.job = NULL;
-		line.level = strcmp(status, "completed") == 0 ? "info" : "error";
-		line.stream = "system";
-		line.message = psprintf("run finished: %s (" INT64_FORMAT " of "
-								INT64_FORMAT " jobs succeeded)", status,
-								DatumGetInt64(SPI_getbinval(tup, desc, 3,
-															&isnull)),
-								DatumGetInt64(SPI_getbinval(tup, desc, 4,
-															&isnull)));
-		line.data = psprintf("{\"event\": \"run_finished\", \"status\": \"%s\"}",
-							 status);
-		sp_log_store(run_id, &line, 1);
-		sp_event(run_id, NULL, status, SPI_getvalue(tup, desc, 2));
-		sp_wake_waiters_at_commit();
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext old = MemoryContextSwitchTo(caller);
+		SpRunEnd   *e = &ends[i];
+		bool		isnull;
+
+		memcpy(&e->run, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
+			   sizeof(pg_uuid_t));
+		e->status = SPI_getvalue(tup, desc, 2);
+		e->tenant = SPI_getvalue(tup, desc, 3);
+		e->line.job = NULL;
+		e->line.level = strcmp(e->status, "completed") == 0 ? "info" : "error";
+		e->line.stream = "system";
+		e->line.message = psprintf("run finished: %s (" INT64_FORMAT " of "
+								   INT64_FORMAT " jobs succeeded)", e->status,
+								   DatumGetInt64(SPI_getbinval(tup, desc, 4,
+															   &isnull)),
+								   DatumGetInt64(SPI_getbinval(tup, desc, 5,
+															   &isnull)));
+		e->line.data = psprintf("{\"event\": \"run_finished\", \"status\": \"%s\"}",
+								e->status);
+		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();
+	pfree(ids);
+	return nended;
+}
+
+/*
+ * sp_runs_announce queues the events of runs that sp_runs_finish ended,
+ * and wakes the callers of pack_run_wait() at commit.
+ */
+void
+sp_runs_announce(SpRunEnd *ends, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		sp_event(&ends[i].run, NULL, ends[i].status, ends[i].tenant);
+	if (n > 0)
+		sp_wake_waiters_at_commit();
+}
+
+/*
+ * sp_run_finish ends one run whose jobs have all ended (sp_runs_finish),
+ * with its line and its event.  A run that has ended already is left
+ * alone.
+ */
+void
+sp_run_finish(pg_uuid_t *run_id)
+{
+	SpRunEnd	end;
+
+	if (sp_runs_finish(run_id, 1, &end) == 1)
+	{
+		sp_log_store(run_id, &end.line, 1);
+		sp_runs_announce(&end, 1);
+	}
 }
 
 /*
@@ -501,6 +553,8 @@ sp_job_succeeded(SpClaim *c, pg_uuid_t *lease, const char *result,
 	TimestampTz started;
 	SpLogLine  *all;
 	int			n = 0;
+	SpRunEnd	end;
+	int			ended = 0;
 	ListCell   *lc;
 	Datum		d;
 
@@ -613,23 +667,36 @@ sp_job_succeeded(SpClaim *c, pg_uuid_t *lease, const char *result,
 	}
 	SPI_finish();
 
-	/* the job's own lines, its "succeeded" line, the next one's "started" */
-	all = palloc(sizeof(SpLogLine) * (list_length(lines) + 2));
+	/*
+	 * A run with nothing unfinished ends now (nothing waits on this job, and
+	 * no next job was taken), so that its line goes with the job's.
+	 */
+	if (unfinished == 0 && !late)
+		ended = sp_runs_finish(&c->run_id, 1, &end);
+
+	/*
+	 * The job's own lines, its "succeeded" line, the next one's "started",
+	 * the run's "finished"
+	 */
+	all = palloc(sizeof(SpLogLine) * (list_length(lines) + 3));
 	foreach(lc, lines)
 		all[n++] = *(SpLogLine *) lfirst(lc);
 	sp_succeeded_line(c->job, attempt, GetCurrentTimestamp() - started,
-					  &all[n]);
+					  &all[n++]);
 	if (took)
-		sp_started_line(next, worker, &all[n + 1]);
-	sp_log_store(&c->run_id, all, n + 1 + (took ? 1 : 0));
+		sp_started_line(next, worker, &all[n++]);
+	if (ended)
+		all[n++] = end.line;
+	sp_log_store(&c->run_id, all, n);
 	sp_event(&c->run_id, c->job, "succeeded", c->tenant);
 	if (took)
 		sp_event(&c->run_id, next->job, "running", c->tenant);
+	sp_runs_announce(&end, ended);
 
 	/* jobs blocked on this one lose a need */
 	if (dependents)
 		sp_engine_call("release_dependents", &c->run_id, c->job);
-	if (late || unfinished == 0)
+	if (late)
 		sp_run_ended(&c->run_id, late);
 	return took ? SP_END_TOOK_NEXT : SP_END_DONE;
 }

@@ -147,6 +147,17 @@ extern SpEnd sp_job_succeeded(SpClaim *c, pg_uuid_t *lease,
 							  const char *worker, SpClaim *next);
 extern void sp_engine_call(const char *function, pg_uuid_t *run_id,
 						   const char *job);
+/* a run that sp_runs_finish ended, with its "run finished" line */
+typedef struct SpRunEnd
+{
+	pg_uuid_t	run;
+	char	   *status;
+	char	   *tenant;
+	SpLogLine	line;
+} SpRunEnd;
+
+extern int	sp_runs_finish(pg_uuid_t *runs, int n, SpRunEnd *ends);
+extern void sp_runs_announce(SpRunEnd *ends, int n);
 extern void sp_run_finish(pg_uuid_t *run_id);
 extern void sp_run_ended(pg_uuid_t *run_id, bool late);
 extern void sp_started_line(SpClaim *c, const char *where, SpLogLine *line);
