@@ -199,11 +199,13 @@ lease_one(Datum run, Datum job, const char *tenant, const char *worker,
 /*
  * claim_one leases one runnable external job of the queues (all when
  * queues is null) of a tenant to a runner; returns whether it did.
- * Candidates are read without locks in the order of the queue index (each
- * run's first jobs before anyone's later ones) and tried in a random
- * order, so that concurrent runners spread over them; a job another
- * runner took meanwhile is passed over.  With "with_room", only jobs of
- * runs below their max_parallel are candidates (see sp_job_claim).
+ * Candidates are read without locks, with a snapshot that sees what the
+ * call wrote before (a job that job_complete_and_claim released), in the
+ * order of the queue index (each run's first jobs before anyone's later
+ * ones), and tried in a random order, so that concurrent runners spread
+ * over them; a job another runner took meanwhile is passed over.  With
+ * "with_room", only jobs of runs below their max_parallel are candidates
+ * (see claim_rounds).
  */
 static bool
 claim_one(Datum queues, bool queues_null, const char *tenant,
@@ -235,7 +237,7 @@ claim_one(Datum queues, bool queues_null, const char *tenant,
 	args[0] = queues;
 	nulls[0] = queues_null ? 'n' : ' ';
 	args[1] = CStringGetTextDatum(tenant);
-	if (SPI_execute_plan(candidates_plans[with_room], args, nulls, true, 0) !=
+	if (SPI_execute_plan(candidates_plans[with_room], args, nulls, false, 0) !=
 		SPI_OK_SELECT)
 		elog(ERROR, "could not read the queued external jobs");
 	cands = SPI_tuptable;
@@ -267,7 +269,7 @@ claim_one(Datum queues, bool queues_null, const char *tenant,
  * read (ctid, which the statement's snapshot keeps in place): a job taken
  * meanwhile is passed over, its status being checked again on its latest
  * version.  They are handed out together (hand_out).  With "with_room",
- * only jobs of runs below their max_parallel are read (see sp_job_claim).
+ * only jobs of runs below their max_parallel are read (see claim_rounds).
  */
 static int
 lease_jobs(Datum queues, bool queues_null, const char *tenant,
@@ -353,72 +355,91 @@ lease_jobs(Datum queues, bool queues_null, const char *tenant,
 }
 
 /*
- * job_claim(worker, queues, lease, max_jobs) leases up to max_jobs
- * runnable external jobs of the given queues (all when NULL) of the
- * caller's tenant, ordered by run: one at a time through claim_one, a
- * batch through lease_jobs.  A round that gets fewer than wanted is
- * followed by another, up to three.  The first round reads the queue index
- * alone, which is cheapest; the next ones read only jobs of runs that have
- * room, so that jobs queued behind many of runs at their max_parallel
- * (or taken by other runners meanwhile) do not hide a runnable one.
+ * claim_args checks the claim arguments of a call (worker, lease and
+ * max_jobs at the given argument numbers) and returns them.
  */
-PG_FUNCTION_INFO_V1(sp_job_claim);
-Datum
-sp_job_claim(PG_FUNCTION_ARGS)
+static void
+claim_args(FunctionCallInfo fcinfo, int a_worker, int a_lease, int a_max,
+		   char **worker, Datum *lease, int *max_jobs)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	MemoryContext per_query;
-	char	   *worker;
-	Datum		lease;
-	int			max_jobs;
 	Interval   *iv;
-	char	   *tenant;
-	Datum		queues;
-	int			n = 0;
-	int			round;
 
-	if (PG_ARGISNULL(0) ||
-		strlen(worker = text_to_cstring(PG_GETARG_TEXT_PP(0))) < 1 ||
-		pg_mbstrlen(worker) > 200)
+	if (PG_ARGISNULL(a_worker) ||
+		strlen(*worker = text_to_cstring(PG_GETARG_TEXT_PP(a_worker))) < 1 ||
+		pg_mbstrlen(*worker) > 200)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("worker name must be 1 to 200 characters")));
-	iv = PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2);
+	iv = PG_ARGISNULL(a_lease) ? NULL : PG_GETARG_INTERVAL_P(a_lease);
 	if (iv == NULL ||
 		interval_compare(iv, "1 second") < 0 ||
 		interval_compare(iv, "1 day") > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("lease must be from 1 second to 1 day")));
-	lease = IntervalPGetDatum(iv);
-	max_jobs = PG_ARGISNULL(3) ? 0 : PG_GETARG_INT32(3);
-	if (max_jobs < 1 || max_jobs > SP_MAX_BATCH)
+	*lease = IntervalPGetDatum(iv);
+	*max_jobs = PG_ARGISNULL(a_max) ? 0 : PG_GETARG_INT32(a_max);
+	if (*max_jobs < 1 || *max_jobs > SP_MAX_BATCH)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_jobs must be from 1 to %d", SP_MAX_BATCH)));
+}
 
-	InitMaterializedSRF(fcinfo, 0);
-	per_query = rsinfo->econtext->ecxt_per_query_memory;
-	tenant = sp_current_tenant();
+/*
+ * claim_rounds leases up to max_jobs runnable external jobs of the given
+ * queues (all when queues_null) of a tenant into the result set, ordered
+ * by run: one at a time through claim_one, a batch through lease_jobs.  A
+ * round that gets fewer than wanted is followed by another, up to three.
+ * The first round reads the queue index alone, which is cheapest; the next
+ * ones read only jobs of runs that have room, so that jobs queued behind
+ * many of runs at their max_parallel (or taken by other runners meanwhile)
+ * do not hide a runnable one.  The caller is connected to SPI.
+ */
+static void
+claim_rounds(Datum queues, bool queues_null, const char *tenant,
+			 const char *worker, Datum lease, int max_jobs,
+			 ReturnSetInfo *rsinfo, MemoryContext per_query)
+{
+	int			n = 0;
+	int			round;
 
-	queues = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
-
-	SPI_connect();
 	for (round = 0; round < 3 && n < max_jobs; round++)
 	{
 		int			got;
 
 		if (max_jobs == 1)
-			got = claim_one(queues, PG_ARGISNULL(1), tenant, worker, lease,
+			got = claim_one(queues, queues_null, tenant, worker, lease,
 							round > 0, rsinfo, per_query) ? 1 : 0;
 		else
-			got = lease_jobs(queues, PG_ARGISNULL(1), tenant, worker, lease,
+			got = lease_jobs(queues, queues_null, tenant, worker, lease,
 							 max_jobs - n, round > 0, rsinfo, per_query);
 		n += got;
 		/* an empty round after a first one: nothing more to get */
 		if (got == 0 && round > 0)
 			break;
 	}
+}
+
+/*
+ * job_claim(worker, queues, lease, max_jobs) leases up to max_jobs
+ * runnable external jobs of the given queues (all when NULL) of the
+ * caller's tenant (claim_rounds).
+ */
+PG_FUNCTION_INFO_V1(sp_job_claim);
+Datum
+sp_job_claim(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *worker;
+	Datum		lease;
+	int			max_jobs;
+
+	claim_args(fcinfo, 0, 2, 3, &worker, &lease, &max_jobs);
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+	claim_rounds(PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1),
+				 PG_ARGISNULL(1), sp_current_tenant(), worker, lease,
+				 max_jobs, rsinfo, rsinfo->econtext->ecxt_per_query_memory);
 	SPI_finish();
 	return (Datum) 0;
 }
@@ -634,20 +655,17 @@ job_row(Datum run, Datum job, TupleDesc rowdesc, MemoryContext caller)
  * do: stellapack_internal.lease_job() raises the error that fits a lease
  * that is not good (or locks the job), then job_end() records it.  For
  * failures, and for a lease that succeed_one or complete_leases did not
- * take.  Returns the job's job_runs row in the caller's context.
+ * take.  The job's run and name go to *run and *job.
  */
-static HeapTuple
+static void
 complete_one(Datum lease, bool succeeded, Datum result, bool result_null,
-			 Datum error, bool error_null, TupleDesc rowdesc,
-			 MemoryContext caller)
+			 Datum error, bool error_null, Datum *run, Datum *job)
 {
 	Datum		args[6];
 	char		nulls[6] = "      ";
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		dummy;
-	Datum		run;
-	Datum		job;
 
 	args[0] = lease;
 	if (SPI_execute_with_args("SELECT run_id, job FROM"
@@ -657,11 +675,11 @@ complete_one(Datum lease, bool succeeded, Datum result, bool result_null,
 		elog(ERROR, "could not check lease");
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	run = SPI_getbinval(tup, desc, 1, &dummy);
-	job = SPI_getbinval(tup, desc, 2, &dummy);
+	*run = SPI_getbinval(tup, desc, 1, &dummy);
+	*job = SPI_getbinval(tup, desc, 2, &dummy);
 
-	args[0] = run;
-	args[1] = job;
+	args[0] = *run;
+	args[1] = *job;
 	args[2] = CStringGetTextDatum(succeeded ? "succeeded" : "failed");
 	if (succeeded)
 		nulls[3] = 'n';
@@ -678,27 +696,23 @@ complete_one(Datum lease, bool succeeded, Datum result, bool result_null,
 								  TEXTOID, TEXTOID, JSONBOID},
 							  args, nulls, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not record the end of a leased job");
-
-	return job_row(run, job, rowdesc, caller);
 }
 
 /*
  * succeed_one records the success of one leased job through the
- * executors' success path, when its lease is good, and returns its
- * job_runs row in the caller's context; NULL when the lease is not good
- * (complete_one then raises the error that fits).
+ * executors' success path, when its lease is good; returns whether it did,
+ * with the job's run and name in *run and *job.  When the lease is not
+ * good, complete_one raises the error that fits.
  */
-static HeapTuple
+static bool
 succeed_one(Datum lease, Datum result, bool result_null, const char *tenant,
-			TupleDesc rowdesc, MemoryContext caller)
+			Datum *run, Datum *job)
 {
 	Datum		args[2];
 	SpClaim		c;
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		dummy;
-	Datum		run;
-	Datum		job;
 
 	if (lookup_plan == NULL)
 		lookup_plan = sp_prepare_kept(
@@ -710,31 +724,53 @@ succeed_one(Datum lease, Datum result, bool result_null, const char *tenant,
 	if (SPI_execute_plan(lookup_plan, args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look a lease up");
 	if (SPI_processed != 1)
-		return NULL;
+		return false;
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	run = SPI_getbinval(tup, desc, 1, &dummy);
-	job = SPI_getbinval(tup, desc, 2, &dummy);
+	*run = SPI_getbinval(tup, desc, 1, &dummy);
+	*job = SPI_getbinval(tup, desc, 2, &dummy);
 
 	memset(&c, 0, sizeof(c));
-	memcpy(&c.run_id, DatumGetUUIDP(run), sizeof(pg_uuid_t));
-	text_to_cstring_buffer(DatumGetTextPP(job), c.job, SP_JOB_NAME_LEN);
+	memcpy(&c.run_id, DatumGetUUIDP(*run), sizeof(pg_uuid_t));
+	text_to_cstring_buffer(DatumGetTextPP(*job), c.job, SP_JOB_NAME_LEN);
 	c.tenant = pstrdup(tenant);
-	if (sp_job_succeeded(&c, DatumGetUUIDP(lease),
-						 result_null ? NULL :
-						 DatumGetCString(DirectFunctionCall1(jsonb_out,
-															 result)),
-						 NIL, false, "", NULL) == SP_END_NOT_RUNNING)
-		return NULL;
-	return job_row(run, job, rowdesc, caller);
+	return sp_job_succeeded(&c, DatumGetUUIDP(lease),
+							result_null ? NULL :
+							DatumGetCString(DirectFunctionCall1(jsonb_out,
+																result)),
+							NIL, false, "", NULL) != SP_END_NOT_RUNNING;
+}
+
+/*
+ * end_lease records the outcome of a leased job: a success with a lease
+ * that is still good goes through the executors' success path
+ * (succeed_one); everything else goes through the SQL functions
+ * (complete_one), which raise the errors a runner acts on.  a[0 .. 3] are
+ * job_complete()'s arguments (lease_id, succeeded, result, error).  The
+ * job's run and name go to *run and *job.
+ */
+static void
+end_lease(NullableDatum *a, Datum *run, Datum *job)
+{
+	if (a[1].isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("succeeded must not be null")));
+	if (a[0].isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("lease_id must not be null")));
+	if (DatumGetBool(a[1].value) &&
+		succeed_one(a[0].value, a[2].value, a[2].isnull, sp_current_tenant(),
+					run, job))
+		return;
+	complete_one(a[0].value, DatumGetBool(a[1].value), a[2].value,
+				 a[2].isnull, a[3].value, a[3].isnull, run, job);
 }
 
 /*
  * job_complete(lease_id, succeeded, result, error) records the outcome of
- * a leased job and returns its job_runs row.  A success with a lease that
- * is still good goes through the executors' success path (succeed_one);
- * everything else goes through the SQL functions (complete_one), which
- * raise the errors a runner acts on.
+ * a leased job (end_lease) and returns its job_runs row.
  */
 PG_FUNCTION_INFO_V1(sp_job_complete);
 Datum
@@ -742,32 +778,52 @@ sp_job_complete(PG_FUNCTION_ARGS)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	TupleDesc	rowdesc;
-	HeapTuple	row = NULL;
+	HeapTuple	row;
+	Datum		run;
+	Datum		job;
 
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("succeeded must not be null")));
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("lease_id must not be null")));
 	if (get_call_result_type(fcinfo, NULL, &rowdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "job_complete must return a row");
 	rowdesc = BlessTupleDesc(rowdesc);
 
 	SPI_connect();
-	if (PG_GETARG_BOOL(1))
-		row = succeed_one(PG_GETARG_DATUM(0), PG_GETARG_DATUM(2),
-						  PG_ARGISNULL(2), sp_current_tenant(), rowdesc,
-						  caller);
-	if (row == NULL)
-		row = complete_one(PG_GETARG_DATUM(0), PG_GETARG_BOOL(1),
-						   PG_GETARG_DATUM(2), PG_ARGISNULL(2),
-						   PG_GETARG_DATUM(3), PG_ARGISNULL(3), rowdesc,
-						   caller);
+	end_lease(fcinfo->args, &run, &job);
+	row = job_row(run, job, rowdesc, caller);
 	SPI_finish();
 	PG_RETURN_DATUM(HeapTupleGetDatum(row));
+}
+
+/*
+ * job_complete_and_claim(lease_id, succeeded, worker, queues, lease,
+ * max_jobs, result, error) records the outcome of a leased job like
+ * job_complete() and, in the same transaction, leases up to max_jobs jobs
+ * like job_claim(), whose rows it returns: a runner that finishes a job
+ * and wants the next one makes one call and one commit instead of two.
+ * When the outcome is refused, nothing is leased.
+ */
+PG_FUNCTION_INFO_V1(sp_job_complete_and_claim);
+Datum
+sp_job_complete_and_claim(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *worker;
+	Datum		lease;
+	int			max_jobs;
+	Datum		run;
+	Datum		job;
+	/* job_complete()'s arguments: lease_id, succeeded, result, error */
+	NullableDatum ends[4] = {fcinfo->args[0], fcinfo->args[1],
+	fcinfo->args[6], fcinfo->args[7]};
+
+	claim_args(fcinfo, 2, 4, 5, &worker, &lease, &max_jobs);
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+	end_lease(ends, &run, &job);
+	claim_rounds(PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3),
+				 PG_ARGISNULL(3), sp_current_tenant(), worker, lease,
+				 max_jobs, rsinfo, rsinfo->econtext->ecxt_per_query_memory);
+	SPI_finish();
+	return (Datum) 0;
 }
 
 /*
@@ -831,11 +887,15 @@ sp_job_complete_many(PG_FUNCTION_ARGS)
 	for (i = 0; i < n; i++)
 	{
 		if (rows[i] == NULL)
-			rows[i] = complete_one(leases[i], true,
-								   results ? results[i] : (Datum) 0,
-								   results ? results_null[i] : true,
-								   (Datum) 0, true, rsinfo->setDesc,
-								   per_query);
+		{
+			Datum		run;
+			Datum		job;
+
+			complete_one(leases[i], true, results ? results[i] : (Datum) 0,
+						 results ? results_null[i] : true, (Datum) 0, true,
+						 &run, &job);
+			rows[i] = job_row(run, job, rsinfo->setDesc, per_query);
+		}
 		tuplestore_puttuple(rsinfo->setResult, rows[i]);
 	}
 	SPI_finish();

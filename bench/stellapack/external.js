@@ -2,15 +2,22 @@
 // stellapack external job throughput: claim-execute-complete cycles per
 // second for no-op external jobs, 4 runner connections in one node process.
 //
-//   node stellapack/external.js   -> stellapack_external_jobs_per_s          (max_jobs = 1)
-//                                    stellapack_external_batched_jobs_per_s  (max_jobs = 50)
+//   node stellapack/external.js   -> stellapack_external_jobs_per_s            (max_jobs = 1)
+//                                    stellapack_external_two_calls_jobs_per_s  (max_jobs = 1)
+//                                    stellapack_external_batched_jobs_per_s    (max_jobs = 50)
 //
 // The jobs come from runs of a pack of 20 external jobs in queue "bench"
 // (max_parallel 20), all started in one transaction beforehand.  Each runner
-// loops: job_claim(worker, '{bench}', max_jobs), then job_complete(lease,
-// true) for its job (max_jobs = 1) or job_complete_many(leases) for its
-// batch, until every job has been claimed.  Timed from
-// the first claim sent to the last completion returned.
+// claims with job_claim(worker, '{bench}', max_jobs), then, until every job
+// has been claimed:
+//   - one job at a time, as stellapack-runner does: it completes its job and
+//     claims the next in one call, job_complete_and_claim(lease, true,
+//     worker, '{bench}'), and claims with job_claim() when that call gives
+//     it none;
+//   - one job at a time in two calls: job_complete(lease, true), then
+//     job_claim();
+//   - in batches: job_complete_many(leases), then job_claim().
+// Timed from the first claim sent to the last completion returned.
 
 const S = require('./common');
 const { B } = S;
@@ -31,8 +38,12 @@ const COMPLETE = {
   name: 'sp_complete',
   text: 'SELECT status FROM stellapack.job_complete(lease_id => $1, succeeded => true)',
 };
+const COMPLETE_AND_CLAIM = {
+  name: 'sp_complete_and_claim',
+  text: "SELECT lease_id FROM stellapack.job_complete_and_claim(lease_id => $1, succeeded => true, worker => $2, queues => '{bench}')",
+};
 
-async function measureExternal(admin, runners, jobs, maxJobs) {
+async function measureExternal(admin, runners, jobs, maxJobs, oneCall) {
   const runs = Math.ceil(jobs / JOBS_PER_RUN);
   const total = runs * JOBS_PER_RUN;
   const { ids } = await S.startRuns(admin, PACK, runs);
@@ -63,7 +74,18 @@ async function measureExternal(admin, runners, jobs, maxJobs) {
           continue;
         }
         claimed += r.rows.length;
-        if (maxJobs === 1) {
+        if (oneCall) {
+          // each call records a success and hands out the next job, until
+          // one hands out none
+          let lease = r.rows[0].lease_id;
+          for (;;) {
+            const next = await c.query({ ...COMPLETE_AND_CLAIM, values: [lease, worker] });
+            tLast = B.now();
+            if (next.rows.length === 0) break;
+            claimed++;
+            lease = next.rows[0].lease_id;
+          }
+        } else if (maxJobs === 1) {
           const done = await c.query({ ...COMPLETE, values: [r.rows[0].lease_id] });
           if (done.rows[0].status !== 'succeeded') throw new Error(`job of lease ${r.rows[0].lease_id} is ${done.rows[0].status}`);
         } else {
@@ -103,18 +125,19 @@ async function main() {
     }
     await S.registerPack(admin, PACK, { max_parallel: 20, jobs });
 
-    for (const [name, maxJobs] of [
-      ['stellapack_external_jobs_per_s', 1],
-      ['stellapack_external_batched_jobs_per_s', 50],
+    for (const [name, maxJobs, oneCall] of [
+      ['stellapack_external_jobs_per_s', 1, true],
+      ['stellapack_external_two_calls_jobs_per_s', 1, false],
+      ['stellapack_external_batched_jobs_per_s', 50, false],
     ]) {
-      await measureExternal(admin, runners, 200, maxJobs); // warm-up
+      await measureExternal(admin, runners, 200, maxJobs, oneCall); // warm-up
       const values = [];
       const retries = [];
       let total = 0;
       for (let r = 0; r < B.REPS; r++) {
         await S.resetRuns(admin);
         await B.settle(admin, S.RUN_TABLES);
-        const m = await measureExternal(admin, runners, JOBS, maxJobs);
+        const m = await measureExternal(admin, runners, JOBS, maxJobs, oneCall);
         total = m.total;
         B.log(
           `external max_jobs=${maxJobs} rep ${r + 1}/${B.REPS}: ${m.total} jobs in ${m.elapsed.toFixed(0)} ms = ` +
@@ -132,9 +155,12 @@ async function main() {
         note:
           `${total} no-op external jobs (runs of a ${JOBS_PER_RUN}-job pack, queue bench, max_parallel 20, started ` +
           `beforehand in one transaction); ${RUNNERS} node connections each looping job_claim(max_jobs => ${maxJobs}) ` +
-          (maxJobs === 1
-            ? 'then job_complete(succeeded => true)'
-            : 'then job_complete_many(lease_ids) of the batch') +
+          (oneCall
+            ? 'then job_complete_and_claim(succeeded => true) for each next job, as stellapack-runner does (one call ' +
+              'and one commit per job)'
+            : maxJobs === 1
+              ? 'then job_complete(succeeded => true) (two calls and two commits per job)'
+              : 'then job_complete_many(lease_ids) of the batch') +
           '; from the first claim to the last completion' +
           (retries.some((x) => x > 0)
             ? `; claims retried after a deadlock or serialization error, per repetition: ${retries.join(', ')}`

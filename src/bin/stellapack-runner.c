@@ -195,6 +195,7 @@ typedef struct Request
 	int			slot;			/* job slot, -1 if none */
 	uint64_t	generation;
 	int			count;			/* lines sent or jobs asked for */
+	bool		claims;			/* a completion that also asked for jobs */
 	bool		failed;
 	int64		sent_at;
 } Request;
@@ -228,6 +229,7 @@ static Job *jobs;
 static uint64_t next_generation = 1;
 static int64 next_claim_at;
 static bool notified_during_claim;
+static bool complete_and_claim = true;	/* until the server lacks it */
 static int64 claim_backoff_until;	/* after a failed claim */
 static int	stop_requests;
 static int	sigfd = -1;
@@ -2069,6 +2071,9 @@ send_complete(int slot)
 	const char *values[4];
 	bool		succeeded = false;
 	int64		duration;
+	int			free_slots;
+	bool		claims;
+	char		njobs[16];
 
 	duration = (job->reaped ? job->ended_at : now_ms()) - job->started_at;
 	if (job->pid > 0 && job->reaped)
@@ -2110,16 +2115,47 @@ send_complete(int slot)
 		json_decref(result);
 	}
 
+	/*
+	 * When the runner would claim now anyway, the next jobs come with the
+	 * completion: one call and one commit instead of two.
+	 */
+	free_slots = max_jobs - jobs_in_use() + 1;
+	claims = complete_and_claim && stop_requests == 0 &&
+		now_ms() >= next_claim_at && listen_state != LISTEN_NEEDED;
 	values[0] = job->lease_id;
 	values[1] = succeeded ? "true" : "false";
 	values[2] = result_text;
 	values[3] = error;
-	send_query(REQ_COMPLETE, slot,
-			   "SELECT * FROM stellapack.job_complete(lease_id => $1, "
-			   "succeeded => $2, result => $3::jsonb, error => $4)",
-			   4, values);
+	if (claims)
+	{
+		const char *cvalues[8];
+
+		snprintf(njobs, sizeof(njobs), "%d", free_slots);
+		cvalues[0] = values[0];
+		cvalues[1] = values[1];
+		cvalues[2] = worker_name;
+		cvalues[3] = queues_literal;
+		cvalues[4] = lease_text;
+		cvalues[5] = njobs;
+		cvalues[6] = result_text;
+		cvalues[7] = error;
+		send_query(REQ_COMPLETE, slot,
+				   "SELECT * FROM stellapack.job_complete_and_claim("
+				   "lease_id => $1, succeeded => $2, worker => $3, "
+				   "queues => $4::text[], lease => $5::interval, "
+				   "max_jobs => $6, result => $7::jsonb, error => $8)",
+				   8, cvalues);
+		notified_during_claim = false;
+	}
+	else
+		send_query(REQ_COMPLETE, slot,
+				   "SELECT * FROM stellapack.job_complete(lease_id => $1, "
+				   "succeeded => $2, result => $3::jsonb, error => $4)",
+				   4, values);
 	if (inflight.kind == REQ_COMPLETE)
 	{
+		inflight.claims = claims;
+		inflight.count = claims ? free_slots : 0;
 		free(job->outcome);
 		job->outcome = error ? xasprintf("failed: %s", error) :
 			xstrdup("succeeded");
@@ -2403,6 +2439,17 @@ handle_result(PGresult *res)
 					runner_log("%s: completed, %s", job_label(job),
 							   job->outcome);
 				free_job(job);
+				if (inflight.claims)
+					handle_claim(res);
+			}
+			else if (inflight.claims &&
+					 strcmp(result_sqlstate(res), "42883") == 0)
+			{
+				/* an older stellapack: complete, then claim, as before */
+				runner_log("the server has no job_complete_and_claim(); "
+						   "completing and claiming in separate calls");
+				complete_and_claim = false;
+				job->retry_at = now_ms();
 			}
 			else if (strncmp(result_sqlstate(res), "40", 2) == 0)
 			{

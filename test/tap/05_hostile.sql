@@ -6,7 +6,7 @@
 -- engine only sees committed runs.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(174);
+SELECT plan(180);
 
 SELECT pg_postmaster_start_time() AS server_started \gset
 
@@ -305,6 +305,20 @@ SELECT is((SELECT string_agg(status, ',') FROM stellapack.job_runs WHERE run_id 
 	'a batch refused for one lease records none of its others');
 SELECT is(pg_temp.err($$SELECT count(*) FROM stellapack.job_complete_many('{}')$$), 'ok',
 	'job_complete_many() of no leases answers no rows');
+
+-- job_complete_and_claim(lease_id, succeeded, worker, queues, lease, max_jobs, result, error)
+SELECT alike(pg_temp.err($$SELECT count(*) FROM stellapack.job_complete_and_claim(NULL, true, 'w')$$),
+	'22004: lease_id must not be null%', 'job_complete_and_claim() refuses a NULL lease with 22004');
+SELECT alike(pg_temp.err(format($$SELECT count(*) FROM stellapack.job_complete_and_claim(%L, NULL, 'w')$$, :'lease')),
+	'22004: succeeded must not be null%', 'job_complete_and_claim() refuses a NULL outcome with 22004');
+SELECT alike(pg_temp.err(format($$SELECT count(*) FROM stellapack.job_complete_and_claim(%L, true, '')$$, :'lease')),
+	'22023: worker name must be%', 'job_complete_and_claim() refuses an empty worker name with 22023');
+SELECT alike(pg_temp.err(format($$SELECT count(*) FROM stellapack.job_complete_and_claim(%L, true, 'w', max_jobs => 1001)$$, :'lease')),
+	'22023: max_jobs must be from 1 to 1000%', 'job_complete_and_claim() refuses max_jobs 1001 with 22023');
+SELECT alike(pg_temp.err($$SELECT count(*) FROM stellapack.job_complete_and_claim(gen_random_uuid(), true, 'w')$$),
+	'P0002: lease "%" does not exist%', 'job_complete_and_claim() answers "not found" (P0002) for an unknown lease');
+SELECT is((SELECT string_agg(status, ',') FROM stellapack.job_runs WHERE run_id = :'run' AND kind = 'external'), 'running',
+	'refused calls of job_complete_and_claim() record nothing');
 
 -- artifact_get(run_id, name)
 SELECT alike(pg_temp.err($$SELECT stellapack.artifact_get(NULL, 'a')$$),

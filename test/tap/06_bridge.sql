@@ -3,7 +3,7 @@
 -- expire; stale leases refused.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(46);
+SELECT plan(53);
 
 \ir helpers.psql
 CREATE TABLE public.tap_bridge (run uuid, job text);
@@ -136,6 +136,26 @@ SELECT is((SELECT string_agg(job, ',') FROM stellapack.job_claim('tap-w', ARRAY[
 	'so does a batch claim');
 SELECT count(*) AS canceled FROM (SELECT stellapack.pack_run_cancel(id) FROM behind
 	UNION ALL SELECT stellapack.pack_run_cancel(:'full_run')) x \gset
+
+-- a job's outcome and the next lease in one call
+SELECT stellapack.pack_register('tap-cc', '{"max_parallel": 1, "jobs": [{"name": "a", "kind": "external", "queue": "tap-cc"}, {"name": "b", "kind": "external", "queue": "tap-cc", "needs": ["a"]}]}') IS NOT NULL AS r \gset
+SELECT id AS ccrun FROM stellapack.pack_run_start('tap-cc') \gset
+SELECT lease_id AS cc1 FROM stellapack.job_claim('tap-w', ARRAY['tap-cc']) \gset
+CREATE TEMP TABLE cc_next AS SELECT * FROM stellapack.job_complete_and_claim(:'cc1', true, 'tap-w', ARRAY['tap-cc'], result => '{"n": 1}');
+SELECT is((SELECT string_agg(job || ':' || attempt, ',') FROM cc_next), 'b:1',
+	'job_complete_and_claim() records a success and leases the job it released, in one call');
+SELECT is((SELECT status || ' ' || (result->>'n') FROM stellapack.job_runs WHERE run_id = :'ccrun' AND job = 'a'), 'succeeded 1',
+	'... the first job is succeeded, with its result');
+SELECT is(left(pg_temp.err(format($$SELECT count(*) FROM stellapack.job_complete_and_claim(%L, true, 'tap-w', ARRAY['tap-cc'])$$, :'cc1')), 5), '55000',
+	'a second completion of the same lease is refused');
+SELECT is((SELECT count(*)::int FROM stellapack.job_claim('tap-w', ARRAY['tap-cc'])), 0,
+	'... and leased nothing (b is still held by its lease)');
+SELECT is((SELECT count(*)::int FROM stellapack.job_complete_and_claim((SELECT lease_id FROM cc_next), false, 'tap-w', ARRAY['tap-cc'], error => 'boom')), 0,
+	'a failure reported with job_complete_and_claim() leases nothing when nothing is left');
+SELECT is((SELECT status || ' ' || error FROM stellapack.job_runs WHERE run_id = :'ccrun' AND job = 'b'), 'failed boom',
+	'... the job is failed with the runner''s error');
+SELECT is((SELECT status FROM stellapack.pack_runs WHERE id = :'ccrun'), 'partially_failed',
+	'... and its run has ended');
 
 -- a batched claim reads each run's queued jobs through that run's index,
 -- also with a plan made without statistics (as right after an install or
