@@ -31,7 +31,6 @@
 
 #include "stellapack.h"
 
-#define SP_CLAIM_COLUMNS	8
 #define SP_ROW_COLUMNS		16	/* of the job_runs view */
 #define SP_MAX_BATCH		1000
 
@@ -75,26 +74,6 @@ interval_compare(Interval *iv, const char *text)
 }
 
 /*
- * copy_row copies columns first .. first + n - 1 of tup into values/nulls,
- * in the current memory context.
- */
-static void
-copy_row(HeapTuple tup, TupleDesc desc, int first, int n, Datum *values,
-		 bool *nulls)
-{
-	int			i;
-
-	for (i = 0; i < n; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, first + i - 1);
-
-		values[i] = SPI_getbinval(tup, desc, first + i, &nulls[i]);
-		if (!nulls[i])
-			values[i] = datumCopy(values[i], att->attbyval, att->attlen);
-	}
-}
-
-/*
  * hand_out puts n leased jobs, rows of a lease statement (lease_id, id,
  * run_id, job, spec, inputs, attempt, lease_expires_at, and the run's
  * status before the lease), into the result set, stores their "started"
@@ -113,13 +92,13 @@ hand_out(SPITupleTable *rows, int n, const char *tenant, const char *worker,
 	for (i = 0; i < n; i++)
 	{
 		HeapTuple	tup = rows->vals[i];
-		Datum		values[SP_CLAIM_COLUMNS];
-		bool		isnull[SP_CLAIM_COLUMNS];
+		Datum		values[SP_LEASE_COLUMNS];
+		bool		isnull[SP_LEASE_COLUMNS];
 		MemoryContext old = MemoryContextSwitchTo(per_query);
 		SpClaim		c;
 
 		/* the row, where the result set lives */
-		copy_row(tup, rows->tupdesc, 1, SP_CLAIM_COLUMNS, values, isnull);
+		sp_copy_row(tup, rows->tupdesc, 1, SP_LEASE_COLUMNS, values, isnull);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values,
 							 isnull);
 		MemoryContextSwitchTo(old);
@@ -139,21 +118,24 @@ hand_out(SPITupleTable *rows, int n, const char *tenant, const char *worker,
 }
 
 /*
- * lease_one tries to lease job "job" of run "run" to a runner: the run is
- * locked with SKIP LOCKED (a claimer never waits for another) and must have
- * room under max_parallel; the job must still be queued on the row's latest
- * version.  On success the job is handed out (hand_out) and true is
+ * lease_one tries to lease the first queued job, in manifest order, of run
+ * "run" in the queues (all when queues_null) to a runner: the run is
+ * locked with SKIP LOCKED (a claimer never waits for another) and must
+ * have room under max_parallel; the job must still be queued on the row's
+ * latest version.  On success the job is handed out (hand_out) and true is
  * returned.
  */
 static bool
-lease_one(Datum run, Datum job, const char *tenant, const char *worker,
-		  Datum lease, ReturnSetInfo *rsinfo, MemoryContext per_query)
+lease_one(Datum run, Datum queues, bool queues_null, const char *tenant,
+		  const char *worker, Datum lease, ReturnSetInfo *rsinfo,
+		  MemoryContext per_query)
 {
 	Datum		args[4];
+	char		nulls[4] = "    ";
 
 	if (lease_plan == NULL)
 	{
-		Oid			types[4] = {UUIDOID, TEXTOID, TEXTOID, INTERVALOID};
+		Oid			types[4] = {UUIDOID, TEXTARRAYOID, TEXTOID, INTERVALOID};
 
 		lease_plan = sp_prepare_kept(
 			"WITH r AS ("
@@ -169,9 +151,14 @@ lease_one(Datum run, Datum job, const char *tenant, const char *worker,
 			"         lease_expires_at = clock_timestamp() + $4,"
 			"         lease_ms = (1000 * extract(epoch FROM $4))::bigint"
 			"   WHERE EXISTS (SELECT FROM r) AND jr.run_id = $1"
-			"     AND jr.job = $2 AND jr.status = 'queued'"
-			"     AND jr.not_before IS NULL"
-			"  RETURNING jr.lease_id, jr.id, jr.spec, jr.attempt,"
+			"     AND jr.status = 'queued' AND jr.not_before IS NULL"
+			"     AND jr.job ="
+			"         (SELECT q.job FROM stellapack_internal.job_run q"
+			"           WHERE q.run_id = $1 AND q.status = 'queued'"
+			"             AND q.kind = 'external' AND q.not_before IS NULL"
+			"             AND ($2::text[] IS NULL OR q.queue = ANY ($2))"
+			"           ORDER BY q.ordinal LIMIT 1)"
+			"  RETURNING jr.lease_id, jr.id, jr.job, jr.spec, jr.attempt,"
 			"            jr.lease_expires_at),"
 			" u AS ("
 			"  UPDATE stellapack_internal.run x"
@@ -179,16 +166,17 @@ lease_one(Datum run, Datum job, const char *tenant, const char *worker,
 			"         started_at = coalesce(x.started_at, clock_timestamp())"
 			"    FROM j WHERE x.id = $1"
 			"  RETURNING x.id)"
-			" SELECT j.lease_id, j.id, $1, $2, j.spec, r.inputs, j.attempt,"
+			" SELECT j.lease_id, j.id, $1, j.job, j.spec, r.inputs, j.attempt,"
 			"        j.lease_expires_at, r.status"
 			"   FROM r, j, u",
 			4, types);
 	}
 	args[0] = run;
-	args[1] = job;
+	args[1] = queues;
+	nulls[1] = queues_null ? 'n' : ' ';
 	args[2] = CStringGetTextDatum(worker);
 	args[3] = lease;
-	if (SPI_execute_plan(lease_plan, args, NULL, false, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(lease_plan, args, nulls, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not lease a job");
 	if (SPI_processed != 1)
 		return false;
@@ -199,13 +187,14 @@ lease_one(Datum run, Datum job, const char *tenant, const char *worker,
 /*
  * claim_one leases one runnable external job of the queues (all when
  * queues is null) of a tenant to a runner; returns whether it did.
- * Candidates are read without locks, with a snapshot that sees what the
- * call wrote before (a job that job_complete_and_claim released), in the
- * order of the queue index (each run's first jobs before anyone's later
- * ones), and tried in a random order, so that concurrent runners spread
- * over them; a job another runner took meanwhile is passed over.  With
- * "with_room", only jobs of runs below their max_parallel are candidates
- * (see claim_rounds).
+ * The runs of the first 32 queued jobs in the order of the queue index
+ * (each run's first jobs before anyone's later ones) are read without
+ * locks, with a snapshot that sees what the call wrote before (a job that
+ * job_complete_and_claim released), and tried in a random order, so that
+ * concurrent runners spread over them; each gives its first queued job in
+ * manifest order (lease_one), and one whose jobs other runners took
+ * meanwhile is passed over.  With "with_room", only jobs of runs below
+ * their max_parallel are read (see claim_rounds).
  */
 static bool
 claim_one(Datum queues, bool queues_null, const char *tenant,
@@ -224,13 +213,13 @@ claim_one(Datum queues, bool queues_null, const char *tenant,
 		Oid			types[2] = {TEXTARRAYOID, TEXTOID};
 
 		candidates_plans[with_room] = sp_prepare_kept(psprintf(
-			"SELECT c.run_id, c.job FROM ("
-			"  SELECT jr.run_id, jr.job FROM stellapack_internal.job_run jr"
+			"SELECT c.run_id FROM ("
+			"  SELECT jr.run_id FROM stellapack_internal.job_run jr"
 			"   WHERE " SP_IN_QUEUE_INDEX
 			"     AND ($1::text[] IS NULL OR jr.queue = ANY ($1))"
 			"     AND jr.tenant = $2 %s"
 			"   ORDER BY jr.queue, jr.ordinal LIMIT 32) c"
-			" ORDER BY random()",
+			" GROUP BY c.run_id ORDER BY random()",
 			with_room ? "AND " SP_RUN_HAS_ROOM : ""),
 			2, types);
 	}
@@ -247,8 +236,8 @@ claim_one(Datum queues, bool queues_null, const char *tenant,
 		bool		dummy;
 
 		if (lease_one(SPI_getbinval(cands->vals[k], cands->tupdesc, 1, &dummy),
-					  SPI_getbinval(cands->vals[k], cands->tupdesc, 2, &dummy),
-					  tenant, worker, lease, rsinfo, per_query))
+					  queues, queues_null, tenant, worker, lease, rsinfo,
+					  per_query))
 			return true;
 	}
 	return false;
@@ -556,7 +545,7 @@ complete_leases(Datum *leases, Datum *results, bool *results_null, int n,
 													&dummy));
 		MemoryContext old = MemoryContextSwitchTo(caller);
 
-		copy_row(tup, desc, 1, SP_ROW_COLUMNS, values, isnull);
+		sp_copy_row(tup, desc, 1, SP_ROW_COLUMNS, values, isnull);
 		rows[o - 1] = heap_form_tuple(rowdesc, values, isnull);
 		MemoryContextSwitchTo(old);
 
@@ -701,18 +690,24 @@ complete_one(Datum lease, bool succeeded, Datum result, bool result_null,
 /*
  * succeed_one records the success of one leased job through the
  * executors' success path, when its lease is good; returns whether it did,
- * with the job's run and name in *run and *job.  When the lease is not
- * good, complete_one raises the error that fits.
+ * with the job's run and name in *run and *job.  With ln set, the run's
+ * next queued job of ln's queues is leased to the runner in the same
+ * statement when there is one (*took is set and ln->row holds its lease
+ * row).  When the lease is not good, complete_one raises the error that
+ * fits.
  */
 static bool
 succeed_one(Datum lease, Datum result, bool result_null, const char *tenant,
-			Datum *run, Datum *job)
+			const char *worker, SpLeaseNext *ln, Datum *run, Datum *job,
+			bool *took)
 {
 	Datum		args[2];
 	SpClaim		c;
+	SpClaim		next;
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		dummy;
+	SpEnd		end;
 
 	if (lookup_plan == NULL)
 		lookup_plan = sp_prepare_kept(
@@ -731,27 +726,35 @@ succeed_one(Datum lease, Datum result, bool result_null, const char *tenant,
 	*job = SPI_getbinval(tup, desc, 2, &dummy);
 
 	memset(&c, 0, sizeof(c));
+	memset(&next, 0, sizeof(next));
 	memcpy(&c.run_id, DatumGetUUIDP(*run), sizeof(pg_uuid_t));
 	text_to_cstring_buffer(DatumGetTextPP(*job), c.job, SP_JOB_NAME_LEN);
 	c.tenant = pstrdup(tenant);
-	return sp_job_succeeded(&c, DatumGetUUIDP(lease),
-							result_null ? NULL :
-							DatumGetCString(DirectFunctionCall1(jsonb_out,
-																result)),
-							NIL, false, "", NULL) != SP_END_NOT_RUNNING;
+	end = sp_job_succeeded(&c, DatumGetUUIDP(lease),
+						   result_null ? NULL :
+						   DatumGetCString(DirectFunctionCall1(jsonb_out,
+															   result)),
+						   NIL, ln != NULL, worker, &next, ln);
+	*took = end == SP_END_TOOK_NEXT;
+	sp_claim_clear(&next);
+	return end != SP_END_NOT_RUNNING;
 }
 
 /*
  * end_lease records the outcome of a leased job: a success with a lease
  * that is still good goes through the executors' success path
- * (succeed_one); everything else goes through the SQL functions
+ * (succeed_one, which with ln set may lease the run's next job: then true
+ * is returned); everything else goes through the SQL functions
  * (complete_one), which raise the errors a runner acts on.  a[0 .. 3] are
  * job_complete()'s arguments (lease_id, succeeded, result, error).  The
  * job's run and name go to *run and *job.
  */
-static void
-end_lease(NullableDatum *a, Datum *run, Datum *job)
+static bool
+end_lease(NullableDatum *a, const char *worker, SpLeaseNext *ln, Datum *run,
+		  Datum *job)
 {
+	bool		took = false;
+
 	if (a[1].isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -762,10 +765,11 @@ end_lease(NullableDatum *a, Datum *run, Datum *job)
 				 errmsg("lease_id must not be null")));
 	if (DatumGetBool(a[1].value) &&
 		succeed_one(a[0].value, a[2].value, a[2].isnull, sp_current_tenant(),
-					run, job))
-		return;
+					worker, ln, run, job, &took))
+		return took;
 	complete_one(a[0].value, DatumGetBool(a[1].value), a[2].value,
 				 a[2].isnull, a[3].value, a[3].isnull, run, job);
+	return false;
 }
 
 /*
@@ -787,7 +791,7 @@ sp_job_complete(PG_FUNCTION_ARGS)
 	rowdesc = BlessTupleDesc(rowdesc);
 
 	SPI_connect();
-	end_lease(fcinfo->args, &run, &job);
+	(void) end_lease(fcinfo->args, "", NULL, &run, &job);
 	row = job_row(run, job, rowdesc, caller);
 	SPI_finish();
 	PG_RETURN_DATUM(HeapTupleGetDatum(row));
@@ -799,7 +803,11 @@ sp_job_complete(PG_FUNCTION_ARGS)
  * job_complete() and, in the same transaction, leases up to max_jobs jobs
  * like job_claim(), whose rows it returns: a runner that finishes a job
  * and wants the next one makes one call and one commit instead of two.
- * When the outcome is refused, nothing is leased.
+ * After a success, the first job comes from the same run when it has one
+ * queued in the runner's queues, taken by the statement that records the
+ * success into the slot it frees (as an executor goes on with its run);
+ * the others are claimed as by job_claim().  When the outcome is refused,
+ * nothing is leased.
  */
 PG_FUNCTION_INFO_V1(sp_job_complete_and_claim);
 Datum
@@ -811,17 +819,29 @@ sp_job_complete_and_claim(PG_FUNCTION_ARGS)
 	int			max_jobs;
 	Datum		run;
 	Datum		job;
+	SpLeaseNext ln;
+
 	/* job_complete()'s arguments: lease_id, succeeded, result, error */
 	NullableDatum ends[4] = {fcinfo->args[0], fcinfo->args[1],
 	fcinfo->args[6], fcinfo->args[7]};
 
 	claim_args(fcinfo, 2, 4, 5, &worker, &lease, &max_jobs);
 	InitMaterializedSRF(fcinfo, 0);
+	memset(&ln, 0, sizeof(ln));
+	ln.queues_null = PG_ARGISNULL(3);
+	ln.queues = ln.queues_null ? (Datum) 0 : PG_GETARG_DATUM(3);
+	ln.lease = lease;
 	SPI_connect();
-	end_lease(ends, &run, &job);
-	claim_rounds(PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3),
-				 PG_ARGISNULL(3), sp_current_tenant(), worker, lease,
-				 max_jobs, rsinfo, rsinfo->econtext->ecxt_per_query_memory);
+	if (end_lease(ends, worker, &ln, &run, &job))
+	{
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, ln.row,
+							 ln.nulls);
+		max_jobs--;
+	}
+	if (max_jobs > 0)
+		claim_rounds(ln.queues, ln.queues_null, sp_current_tenant(), worker,
+					 lease, max_jobs, rsinfo,
+					 rsinfo->econtext->ecxt_per_query_memory);
 	SPI_finish();
 	return (Datum) 0;
 }

@@ -22,6 +22,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
@@ -32,7 +33,7 @@
 
 static SPIPlanPtr claim_run_plan = NULL;
 static SPIPlanPtr claim_job_plan = NULL;
-static SPIPlanPtr job_end_plan = NULL;
+static SPIPlanPtr job_end_plans[2];	/* an executor's, a runner's */
 static SPIPlanPtr channel_plan = NULL;
 
 /*
@@ -60,6 +61,26 @@ sp_prepare_kept_opt(const char *sql, int nargs, Oid *types, int options)
 			 SPI_result_code_string(SPI_result));
 	SPI_keepplan(plan);
 	return plan;
+}
+
+/*
+ * sp_copy_row copies columns first .. first + n - 1 of tup into values and
+ * nulls, in the current memory context.
+ */
+void
+sp_copy_row(HeapTuple tup, TupleDesc desc, int first, int n, Datum *values,
+			bool *nulls)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, first + i - 1);
+
+		values[i] = SPI_getbinval(tup, desc, first + i, &nulls[i]);
+		if (!nulls[i])
+			values[i] = datumCopy(values[i], att->attbyval, att->attlen);
+	}
 }
 
 /*
@@ -385,7 +406,7 @@ sp_succeeded_line(const char *job, int attempt, int64 elapsed,
  * claim_fill reads a claimed job from four columns of tup starting at
  * "col" (job, command, timeout_ms, attempt) into c; the pack's deadline,
  * left_ms from now (0: none), bounds the job's own timeout.  The command
- * is copied into TopMemoryContext.
+ * (none for an external job) is copied into TopMemoryContext.
  */
 static void
 claim_fill(SpClaim *c, HeapTuple tup, TupleDesc desc, int col, int64 left_ms)
@@ -394,8 +415,10 @@ claim_fill(SpClaim *c, HeapTuple tup, TupleDesc desc, int col, int64 left_ms)
 	Datum		d;
 
 	strlcpy(c->job, SPI_getvalue(tup, desc, col), SP_JOB_NAME_LEN);
-	c->command = MemoryContextStrdup(TopMemoryContext,
-									 SPI_getvalue(tup, desc, col + 1));
+	(void) SPI_getbinval(tup, desc, col + 1, &isnull);
+	c->command = isnull ? NULL :
+		MemoryContextStrdup(TopMemoryContext,
+							SPI_getvalue(tup, desc, col + 1));
 	d = SPI_getbinval(tup, desc, col + 2, &isnull);
 	c->timeout_ms = isnull ? 0 : DatumGetInt64(d);
 	c->attempt = DatumGetInt32(SPI_getbinval(tup, desc, col + 3, &isnull));
@@ -521,6 +544,80 @@ sp_claim_sql(const char *worker, SpClaim *c)
 }
 
 /*
+ * The success statement of sp_job_succeeded, in two kinds: an executor's,
+ * which may go on with its run's next queued SQL job, and a runner's,
+ * which may lease its run's next queued external job of the runner's
+ * queues ($7, all when NULL) for $8.  %s: a condition on the run for
+ * staying, what the next job's row gets besides, which next job, and how
+ * many ready SQL jobs it takes from the run.
+ *
+ * One statement.  "lk" locks the run's row before anything else is
+ * touched (the other parts wait for it through their EXISTS tests), which
+ * keeps the lock order of every writer of runs.  The snapshot is older
+ * than the lock, so the next job may have been taken meanwhile: its status
+ * is checked again on the row's latest version, and then nothing is taken.
+ * The job taken fills the slot the finished one frees, so the run's
+ * max_parallel holds without a test.
+ */
+#define SP_JOB_END_SQL \
+	"WITH lk AS (" \
+	"  SELECT $4 AND %s NOT cancel_requested AND NOT halted" \
+	"         AND (deadline IS NULL OR deadline > clock_timestamp())" \
+	"         AS stay," \
+	"         CASE WHEN deadline IS NOT NULL THEN" \
+	"              greatest(1, (1000 * extract(epoch FROM" \
+	"                       deadline - clock_timestamp()))::bigint)" \
+	"         END AS left_ms, cancel_requested, inputs" \
+	"    FROM stellapack_internal.run WHERE id = $1 FOR UPDATE)," \
+	" done AS (" \
+	"  UPDATE stellapack_internal.job_run" \
+	"     SET status = 'succeeded', finished_at = clock_timestamp()," \
+	"         result = $3::jsonb, error = NULL, sqlstate = NULL" \
+	"   WHERE run_id = $1 AND job = $2 AND status = 'running'" \
+	"     AND EXISTS (SELECT FROM lk)" \
+	"     AND ($6::uuid IS NULL" \
+	"          OR (lease_id = $6" \
+	"              AND lease_expires_at > clock_timestamp()" \
+	"              AND NOT (SELECT cancel_requested FROM lk)))" \
+	"  RETURNING attempt, started_at)," \
+	" nxt AS (" \
+	"  UPDATE stellapack_internal.job_run jr" \
+	"     SET status = 'running', attempt = jr.attempt + 1," \
+	"         started_at = clock_timestamp(), finished_at = NULL," \
+	"         worker = $5 %s" \
+	"   WHERE (SELECT stay FROM lk) AND EXISTS (SELECT FROM done)" \
+	"     AND jr.run_id = $1 AND jr.status = 'queued' AND jr.job =" \
+	"         (SELECT q.job FROM stellapack_internal.job_run q" \
+	"           WHERE q.run_id = $1 AND q.status = 'queued'" \
+	"             AND q.not_before IS NULL AND %s" \
+	"           ORDER BY q.ordinal LIMIT 1)" \
+	"  RETURNING jr.job, jr.command, jr.timeout_ms, jr.attempt," \
+	"            jr.lease_id, jr.id, jr.spec, jr.lease_expires_at)," \
+	" took AS (SELECT count(*)::int AS n FROM nxt)," \
+	" counted AS (" \
+	"  UPDATE stellapack_internal.run x" \
+	"     SET unfinished = x.unfinished - 1," \
+	"         running = x.running - 1 + took.n," \
+	"         ready_sql = x.ready_sql - %s" \
+	"    FROM took, done" \
+	"   WHERE x.id = $1" \
+	"  RETURNING x.unfinished," \
+	"            coalesce(x.deadline <= clock_timestamp(), false)" \
+	"            AS late)" \
+	" SELECT done.attempt, done.started_at, counted.unfinished," \
+	"        EXISTS (SELECT FROM stellapack_internal.job_run d" \
+	"                 WHERE d.run_id = $1 AND d.status = 'blocked'" \
+	"                   AND $2 = ANY (d.needs))," \
+	"        counted.late, nxt.job, nxt.command," \
+	"        nxt.timeout_ms, nxt.attempt, lk.left_ms," \
+	"        nxt.lease_id, nxt.id, $1, nxt.job, nxt.spec, lk.inputs," \
+	"        nxt.attempt, nxt.lease_expires_at" \
+	"   FROM lk, done, counted LEFT JOIN nxt ON true"
+
+/* where the next external job's lease row begins in its result */
+#define SP_JOB_END_LEASE_COL	11
+
+/*
  * sp_job_succeeded records that the claimed job c succeeded with the
  * given result (JSON text, or NULL): its job run becomes final, its run's
  * counters move, and its "succeeded" line is stored after the lines
@@ -528,19 +625,23 @@ sp_claim_sql(const char *worker, SpClaim *c)
  * on the job, or the run ends or is past its deadline, the SQL functions
  * take it from there.
  *
- * With "stay" set, the executor goes on with the next queued SQL job of
- * the same run, when there is one, in the same statements: *next gets it
- * and the result is SP_END_TOOK_NEXT.  An external job's lease is given:
- * it must still be the job's, unexpired, and its run not canceled.  When
- * the job is not running (or the lease fails), nothing is written and the
- * result is SP_END_NOT_RUNNING.  Runs inside the caller's transaction.
+ * With "stay" set, the caller goes on with the next queued job of the same
+ * run, when there is one, in the same statement, and the result is
+ * SP_END_TOOK_NEXT: *next gets it.  An executor (ln NULL) takes SQL jobs;
+ * a runner (ln set) takes an external job of the queues in ln, whose lease
+ * row goes to ln->row.  An external job's lease is given: it must still
+ * be the job's, unexpired, and its run not canceled.  When the job is not
+ * running (or the lease fails), nothing is written and the result is
+ * SP_END_NOT_RUNNING.  Runs inside the caller's transaction.
  */
 SpEnd
 sp_job_succeeded(SpClaim *c, pg_uuid_t *lease, const char *result,
-				 List *lines, bool stay, const char *worker, SpClaim *next)
+				 List *lines, bool stay, const char *worker, SpClaim *next,
+				 SpLeaseNext *ln)
 {
-	Datum		args[6];
-	char		nulls[7] = "      ";
+	MemoryContext caller = CurrentMemoryContext;
+	Datum		args[8];
+	char		nulls[9] = "        ";
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
@@ -557,74 +658,31 @@ sp_job_succeeded(SpClaim *c, pg_uuid_t *lease, const char *result,
 	int			ended = 0;
 	ListCell   *lc;
 	Datum		d;
+	int			kind = ln != NULL;
 
 	SPI_connect();
-	if (job_end_plan == NULL)
+	if (job_end_plans[kind] == NULL)
 	{
-		Oid			types[6] = {UUIDOID, TEXTOID, TEXTOID, BOOLOID, TEXTOID,
-		UUIDOID};
+		Oid			types[8] = {UUIDOID, TEXTOID, TEXTOID, BOOLOID, TEXTOID,
+		UUIDOID, TEXTARRAYOID, INTERVALOID};
 
-		/*
-		 * One statement.  "lk" locks the run's row before anything else
-		 * is touched (the other parts wait for it through their EXISTS
-		 * tests), which keeps the lock order of every writer of runs.  The
-		 * snapshot is older than the lock, so the next job may have been
-		 * taken meanwhile: its status is checked again on the row's latest
-		 * version, and then nothing is taken.
-		 */
-		job_end_plan = sp_prepare_kept(
-			"WITH lk AS ("
-			"  SELECT $4 AND ready_sql > 0 AND NOT cancel_requested"
-			"         AND NOT halted"
-			"         AND (deadline IS NULL OR deadline > clock_timestamp())"
-			"         AS stay,"
-			"         CASE WHEN deadline IS NOT NULL THEN"
-			"              greatest(1, (1000 * extract(epoch FROM"
-			"                       deadline - clock_timestamp()))::bigint)"
-			"         END AS left_ms, cancel_requested"
-			"    FROM stellapack_internal.run WHERE id = $1 FOR UPDATE),"
-			" done AS ("
-			"  UPDATE stellapack_internal.job_run"
-			"     SET status = 'succeeded', finished_at = clock_timestamp(),"
-			"         result = $3::jsonb, error = NULL, sqlstate = NULL"
-			"   WHERE run_id = $1 AND job = $2 AND status = 'running'"
-			"     AND EXISTS (SELECT FROM lk)"
-			"     AND ($6::uuid IS NULL"
-			"          OR (lease_id = $6"
-			"              AND lease_expires_at > clock_timestamp()"
-			"              AND NOT (SELECT cancel_requested FROM lk)))"
-			"  RETURNING attempt, started_at),"
-			" nxt AS ("
-			"  UPDATE stellapack_internal.job_run jr"
-			"     SET status = 'running', attempt = jr.attempt + 1,"
-			"         started_at = clock_timestamp(), finished_at = NULL,"
-			"         worker = $5"
-			"   WHERE (SELECT stay FROM lk) AND EXISTS (SELECT FROM done)"
-			"     AND jr.run_id = $1 AND jr.status = 'queued' AND jr.job ="
-			"         (SELECT q.job FROM stellapack_internal.job_run q"
-			"           WHERE q.run_id = $1 AND q.status = 'queued'"
-			"             AND q.kind = 'sql' AND q.not_before IS NULL"
-			"           ORDER BY q.ordinal LIMIT 1)"
-			"  RETURNING jr.job, jr.command, jr.timeout_ms, jr.attempt),"
-			" took AS (SELECT count(*)::int AS n FROM nxt),"
-			" counted AS ("
-			"  UPDATE stellapack_internal.run x"
-			"     SET unfinished = x.unfinished - 1,"
-			"         running = x.running - 1 + took.n,"
-			"         ready_sql = x.ready_sql - took.n"
-			"    FROM took, done"
-			"   WHERE x.id = $1"
-			"  RETURNING x.unfinished,"
-			"            coalesce(x.deadline <= clock_timestamp(), false)"
-			"            AS late)"
-			" SELECT done.attempt, done.started_at, counted.unfinished,"
-			"        EXISTS (SELECT FROM stellapack_internal.job_run d"
-			"                 WHERE d.run_id = $1 AND d.status = 'blocked'"
-			"                   AND $2 = ANY (d.needs)),"
-			"        counted.late, nxt.job, nxt.command,"
-			"        nxt.timeout_ms, nxt.attempt, lk.left_ms"
-			"   FROM lk, done, counted LEFT JOIN nxt ON true",
-			6, types);
+		if (kind == 0)
+			job_end_plans[0] = sp_prepare_kept(psprintf(SP_JOB_END_SQL,
+														"ready_sql > 0 AND",
+														"",
+														"q.kind = 'sql'",
+														"took.n"),
+											   8, types);
+		else
+			job_end_plans[1] = sp_prepare_kept(psprintf(SP_JOB_END_SQL, "",
+														", lease_id = gen_random_uuid(),"
+														" lease_expires_at = clock_timestamp() + $8,"
+														" lease_ms = (1000 * extract(epoch FROM $8))::bigint",
+														"q.kind = 'external'"
+														" AND ($7::text[] IS NULL"
+														"      OR q.queue = ANY ($7))",
+														"0"),
+											   8, types);
 	}
 
 	args[0] = UUIDPGetDatum(&c->run_id);
@@ -633,11 +691,17 @@ sp_job_succeeded(SpClaim *c, pg_uuid_t *lease, const char *result,
 	args[3] = BoolGetDatum(stay && next != NULL);
 	args[4] = CStringGetTextDatum(worker);
 	args[5] = lease ? UUIDPGetDatum(lease) : (Datum) 0;
+	args[6] = ln ? ln->queues : (Datum) 0;
+	args[7] = ln ? ln->lease : (Datum) 0;
 	if (!result)
 		nulls[2] = 'n';
 	if (!lease)
 		nulls[5] = 'n';
-	if (SPI_execute_plan(job_end_plan, args, nulls, false, 1) !=
+	if (!ln || ln->queues_null)
+		nulls[6] = 'n';
+	if (!ln)
+		nulls[7] = 'n';
+	if (SPI_execute_plan(job_end_plans[kind], args, nulls, false, 1) !=
 		SPI_OK_SELECT)
 		elog(ERROR, "could not record the end of job \"%s\"", c->job);
 	if (SPI_processed != 1)
@@ -659,11 +723,20 @@ sp_job_succeeded(SpClaim *c, pg_uuid_t *lease, const char *result,
 	took = !isnull && next != NULL;
 	if (took)
 	{
+		MemoryContext old;
+
 		sp_claim_clear(next);
 		next->run_id = c->run_id;
 		strlcpy(next->role, c->role, NAMEDATALEN);
 		next->tenant = MemoryContextStrdup(TopMemoryContext, c->tenant);
 		claim_fill(next, tup, desc, 6, left_ms);
+		if (ln)
+		{
+			old = MemoryContextSwitchTo(caller);
+			sp_copy_row(tup, desc, SP_JOB_END_LEASE_COL, SP_LEASE_COLUMNS,
+						ln->row, ln->nulls);
+			MemoryContextSwitchTo(old);
+		}
 	}
 	SPI_finish();
 
@@ -684,7 +757,8 @@ sp_job_succeeded(SpClaim *c, pg_uuid_t *lease, const char *result,
 	sp_succeeded_line(c->job, attempt, GetCurrentTimestamp() - started,
 					  &all[n++]);
 	if (took)
-		sp_started_line(next, worker, &all[n++]);
+		sp_started_line(next, ln ? psprintf("runner %s", worker) : worker,
+						&all[n++]);
 	if (ended)
 		all[n++] = end.line;
 	sp_log_store(&c->run_id, all, n);

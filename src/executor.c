@@ -538,7 +538,7 @@ run_job(SpClaim *next)
 											   GetCurrentTimestamp(),
 											   SP_SLICE_MS);
 		end = sp_job_succeeded(&current, NULL, result, deferred_lines,
-							   in_slice, worker_name, next);
+							   in_slice, worker_name, next, NULL);
 		/* not running any more cannot happen while we live: recount */
 		if (end == SP_END_NOT_RUNNING)
 			sp_engine_call("run_recount", &current.run_id, NULL);

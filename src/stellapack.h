@@ -142,9 +142,27 @@ typedef enum SpEnd
 	SP_END_TOOK_NEXT			/* recorded, and the next job claimed */
 } SpEnd;
 
+/*
+ * What a runner completing a job asks of its run's next job: the queues it
+ * takes (queues_null: all) and the lease to give (an interval).  The lease
+ * row of the job taken (lease_id, job_run_id, run_id, job, spec, inputs,
+ * attempt, lease_expires_at, as job_claim() returns it) comes back in row
+ * and nulls.
+ */
+#define SP_LEASE_COLUMNS	8
+typedef struct SpLeaseNext
+{
+	Datum		queues;
+	bool		queues_null;
+	Datum		lease;
+	Datum		row[SP_LEASE_COLUMNS];
+	bool		nulls[SP_LEASE_COLUMNS];
+} SpLeaseNext;
+
 extern SpEnd sp_job_succeeded(SpClaim *c, pg_uuid_t *lease,
 							  const char *result, List *lines, bool stay,
-							  const char *worker, SpClaim *next);
+							  const char *worker, SpClaim *next,
+							  SpLeaseNext *ln);
 extern void sp_engine_call(const char *function, pg_uuid_t *run_id,
 						   const char *job);
 /* a run that sp_runs_finish ended, with its "run finished" line */
@@ -164,6 +182,8 @@ extern void sp_started_line(SpClaim *c, const char *where, SpLogLine *line);
 extern void sp_succeeded_line(const char *job, int attempt, int64 elapsed,
 							  SpLogLine *line);
 extern SPIPlanPtr sp_prepare_kept(const char *sql, int nargs, Oid *types);
+extern void sp_copy_row(HeapTuple tup, TupleDesc desc, int first, int n,
+						Datum *values, bool *nulls);
 extern int	sp_execute_indexed(SPIPlanPtr plan, Datum *args, const char *nulls);
 extern SPIPlanPtr sp_prepare_kept_opt(const char *sql, int nargs, Oid *types,
 									  int options);

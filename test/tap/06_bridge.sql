@@ -3,7 +3,7 @@
 -- expire; stale leases refused.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(53);
+SELECT plan(59);
 
 \ir helpers.psql
 CREATE TABLE public.tap_bridge (run uuid, job text);
@@ -156,6 +156,45 @@ SELECT is((SELECT status || ' ' || error FROM stellapack.job_runs WHERE run_id =
 	'... the job is failed with the runner''s error');
 SELECT is((SELECT status FROM stellapack.pack_runs WHERE id = :'ccrun'), 'partially_failed',
 	'... and its run has ended');
+
+-- single claims take a run's queued jobs in manifest order (with
+-- max_parallel 1 they run one after another in that order)
+SELECT stellapack.pack_register('tap-order', format('{"max_parallel": 1, "jobs": [%s]}',
+	(SELECT string_agg(format('{"name": "o%s", "kind": "external", "queue": "tap-order"}', g), ', ')
+	   FROM generate_series(1, 6) g))) IS NOT NULL AS r \gset
+SELECT id AS ordrun FROM stellapack.pack_run_start('tap-order') \gset
+CREATE TEMP TABLE ord_seen (n serial, job text);
+DO $$
+DECLARE c record;
+BEGIN
+	FOR i IN 1 .. 6 LOOP
+		SELECT * INTO c FROM stellapack.job_claim('tap-w', ARRAY['tap-order']);
+		INSERT INTO ord_seen (job) VALUES (c.job);
+		PERFORM stellapack.job_complete(c.lease_id, true);
+	END LOOP;
+END $$;
+SELECT is((SELECT string_agg(job, ',' ORDER BY n) FROM ord_seen), 'o1,o2,o3,o4,o5,o6',
+	'single claims take a run''s jobs in manifest order');
+
+-- after a success, job_complete_and_claim() keeps to the run: its next
+-- queued job of the runner's queues fills the slot the finished one frees,
+-- ahead of another run's job that comes first in queue order; a run with
+-- none left there hands the runner back to the queue
+SELECT stellapack.pack_register('tap-stay', '{"max_parallel": 1, "jobs": [{"name": "a", "kind": "external", "queue": "tap-stay"}, {"name": "b", "kind": "external", "queue": "tap-stay"}, {"name": "c", "kind": "external", "queue": "tap-other"}, {"name": "d", "kind": "external", "queue": "tap-stay"}]}') IS NOT NULL AS r \gset
+SELECT id AS st1 FROM stellapack.pack_run_start('tap-stay') \gset
+SELECT lease_id AS st_a FROM stellapack.job_claim('tap-w', ARRAY['tap-stay']) \gset
+SELECT id AS st2 FROM stellapack.pack_run_start('tap-stay') \gset
+SELECT lease_id AS st_b, (run_id = :'st1' AND job = 'b' AND attempt = 1) AS st_ok FROM stellapack.job_complete_and_claim(:'st_a', true, 'tap-w', ARRAY['tap-stay']) \gset
+SELECT ok(:'st_ok', 'job_complete_and_claim() leases the next job of the same run, before another run''s first job');
+SELECT is((SELECT running || '/' || status FROM stellapack_internal.run WHERE id = :'st1'), '1/running',
+	'... in the slot the finished job freed (max_parallel 1 holds)');
+SELECT is((SELECT string_agg(message, ' | ' ORDER BY seq) FROM stellapack.pack_run_logs(:'st1') WHERE stream = 'system' AND job IS NOT NULL AND seq > 1),
+	'job "a" started (attempt 1) on runner tap-w | job "a" succeeded in ' || (SELECT substring(message from 'in (.*)$') FROM stellapack.pack_run_logs(:'st1') WHERE job = 'a' AND message LIKE '%succeeded%') || ' | job "b" started (attempt 1) on runner tap-w',
+	'... with its "started" line after the finished job''s "succeeded" line');
+SELECT is((SELECT run_id = :'st1' AND job = 'd' FROM stellapack.job_complete_and_claim(:'st_b', true, 'tap-w', ARRAY['tap-stay'])), true,
+	'... of the runner''s queues only (c, of another queue, is passed over)');
+SELECT is((SELECT string_agg(c.job || '@' || (c.run_id = :'st2')::text, ',') FROM stellapack.job_complete_and_claim((SELECT lease_id FROM stellapack_internal.job_run WHERE run_id = :'st1' AND job = 'd'), true, 'tap-w', ARRAY['tap-stay']) c),
+	'a@true', 'a run with nothing queued in the runner''s queues hands the runner back to the queue');
 
 -- a batched claim reads each run's queued jobs through that run's index,
 -- also with a plan made without statistics (as right after an install or
