@@ -41,6 +41,8 @@ const EXPECTED = [
   ['stellapack_sql_jobs_per_s', 'throughput', 'jobs/s'],
   ['stellapack_external_jobs_per_s', 'throughput', 'jobs/s'],
   ['stellapack_external_two_calls_jobs_per_s', 'throughput', 'jobs/s'],
+  ['stellapack_external_batched_jobs_per_s', 'throughput', 'jobs/s'],
+  ['stellapack_external_10_runners_jobs_per_s', 'throughput', 'jobs/s'],
   ['pgbench_insert_tps', 'throughput', 'tx/s'],
   ['graphile_worker_unbatched_jobs_per_s', 'throughput', 'jobs/s'],
   ['graphile_worker_batched_jobs_per_s', 'throughput', 'jobs/s'],

@@ -5,6 +5,11 @@
 //   node stellapack/external.js   -> stellapack_external_jobs_per_s            (max_jobs = 1)
 //                                    stellapack_external_two_calls_jobs_per_s  (max_jobs = 1)
 //                                    stellapack_external_batched_jobs_per_s    (max_jobs = 50)
+//                                    stellapack_external_10_runners_jobs_per_s (max_jobs = 1)
+//
+// The first three use 4 runner connections, as the target sets; the last
+// uses 10, graphile-worker's concurrency in its figures, so that the two
+// are also compared with as many connections committing at once.
 //
 // The jobs come from runs of a pack of 20 external jobs in queue "bench"
 // (max_parallel 20), all started in one transaction beforehand.  Each runner
@@ -25,6 +30,7 @@ const { B } = S;
 const PACK = 'bench-ext20';
 const JOBS_PER_RUN = 20;
 const RUNNERS = 4;
+const PEER_RUNNERS = 10; // graphile-worker's concurrency (peers/graphile_worker.js)
 
 const CLAIM = {
   name: 'sp_claim',
@@ -117,7 +123,7 @@ async function main() {
   const admin = await S.connect();
   const runners = [];
   try {
-    for (let i = 0; i < RUNNERS; i++) runners.push(await S.connect({ application_name: 'stellapack-bench-runner' }));
+    for (let i = 0; i < PEER_RUNNERS; i++) runners.push(await S.connect({ application_name: 'stellapack-bench-runner' }));
     await S.resetRuns(admin);
     const jobs = [];
     for (let i = 1; i <= JOBS_PER_RUN; i++) {
@@ -125,22 +131,24 @@ async function main() {
     }
     await S.registerPack(admin, PACK, { max_parallel: 20, jobs });
 
-    for (const [name, maxJobs, oneCall] of [
-      ['stellapack_external_jobs_per_s', 1, true],
-      ['stellapack_external_two_calls_jobs_per_s', 1, false],
-      ['stellapack_external_batched_jobs_per_s', 50, false],
+    for (const [name, maxJobs, oneCall, n] of [
+      ['stellapack_external_jobs_per_s', 1, true, RUNNERS],
+      ['stellapack_external_two_calls_jobs_per_s', 1, false, RUNNERS],
+      ['stellapack_external_batched_jobs_per_s', 50, false, RUNNERS],
+      ['stellapack_external_10_runners_jobs_per_s', 1, true, PEER_RUNNERS],
     ]) {
-      await measureExternal(admin, runners, 200, maxJobs, oneCall); // warm-up
+      const conns = runners.slice(0, n);
+      await measureExternal(admin, conns, 200, maxJobs, oneCall); // warm-up
       const values = [];
       const retries = [];
       let total = 0;
       for (let r = 0; r < B.REPS; r++) {
         await S.resetRuns(admin);
         await B.settle(admin, S.RUN_TABLES);
-        const m = await measureExternal(admin, runners, JOBS, maxJobs, oneCall);
+        const m = await measureExternal(admin, conns, JOBS, maxJobs, oneCall);
         total = m.total;
         B.log(
-          `external max_jobs=${maxJobs} rep ${r + 1}/${B.REPS}: ${m.total} jobs in ${m.elapsed.toFixed(0)} ms = ` +
+          `external ${n} runners max_jobs=${maxJobs} rep ${r + 1}/${B.REPS}: ${m.total} jobs in ${m.elapsed.toFixed(0)} ms = ` +
             `${m.rate.toFixed(0)} jobs/s (${m.empty} empty claims, ${m.retried} claims retried after an error)`,
         );
         values.push(m.rate);
@@ -154,7 +162,7 @@ async function main() {
         better: 'higher',
         note:
           `${total} no-op external jobs (runs of a ${JOBS_PER_RUN}-job pack, queue bench, max_parallel 20, started ` +
-          `beforehand in one transaction); ${RUNNERS} node connections each looping job_claim(max_jobs => ${maxJobs}) ` +
+          `beforehand in one transaction); ${n} node connections each looping job_claim(max_jobs => ${maxJobs}) ` +
           (oneCall
             ? 'then job_complete_and_claim(succeeded => true) for each next job, as stellapack-runner does (one call ' +
               'and one commit per job)'
