@@ -3,7 +3,7 @@
 -- expire; stale leases refused.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(59);
+SELECT plan(61);
 
 \ir helpers.psql
 CREATE TABLE public.tap_bridge (run uuid, job text);
@@ -195,6 +195,17 @@ SELECT is((SELECT run_id = :'st1' AND job = 'd' FROM stellapack.job_complete_and
 	'... of the runner''s queues only (c, of another queue, is passed over)');
 SELECT is((SELECT string_agg(c.job || '@' || (c.run_id = :'st2')::text, ',') FROM stellapack.job_complete_and_claim((SELECT lease_id FROM stellapack_internal.job_run WHERE run_id = :'st1' AND job = 'd'), true, 'tap-w', ARRAY['tap-stay']) c),
 	'a@true', 'a run with nothing queued in the runner''s queues hands the runner back to the queue');
+
+-- with max_jobs > 1, the run's next job comes first, then claims within
+-- the room max_parallel leaves
+SELECT stellapack.pack_register('tap-stay3', format('{"max_parallel": 3, "jobs": [%s]}',
+	(SELECT string_agg(format('{"name": "m%s", "kind": "external", "queue": "tap-stay3"}', g), ', ')
+	   FROM generate_series(1, 6) g))) IS NOT NULL AS r \gset
+SELECT id AS m3run FROM stellapack.pack_run_start('tap-stay3') \gset
+SELECT lease_id AS m3a FROM stellapack.job_claim('tap-w', ARRAY['tap-stay3']) \gset
+SELECT is((SELECT string_agg(job, ',') FROM stellapack.job_complete_and_claim(:'m3a', true, 'tap-w', ARRAY['tap-stay3'], max_jobs => 5)),
+	'm2,m3,m4', 'job_complete_and_claim(max_jobs => 5) gives the run''s next job, then as many as max_parallel leaves room for');
+SELECT is((SELECT running FROM stellapack_internal.run WHERE id = :'m3run'), 3, '... and the run counts 3 running jobs');
 
 -- a batched claim reads each run's queued jobs through that run's index,
 -- also with a plan made without statistics (as right after an install or
