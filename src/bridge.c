@@ -439,7 +439,11 @@ sp_job_claim(PG_FUNCTION_ARGS)
  * its job running under it, unexpired, its run not canceled.  The runs are
  * locked first, in id order, before any job is touched (the count in
  * "gate" waits for all of them), so that batches of concurrent runners
- * cannot deadlock.  Each job's "succeeded" line, its event and, when
+ * cannot deadlock.  Each lease is looked up on its own ("k", a lookup per
+ * lease whatever the statistics say: a plan made while job_run looked
+ * empty read the whole lease index for every batch), and its job updated
+ * through the row version read; a job changed meanwhile is passed over
+ * here and completed by the caller through the SQL functions.  Each job's "succeeded" line, its event and, when
  * needed, the release of its dependents and the settling of its run
  * follow.  The job_runs row of lease i goes to rows[i] (in the caller's
  * context); rows[i] stays NULL for a lease that was not good.
@@ -478,13 +482,18 @@ complete_leases(Datum *leases, Datum *results, bool *results_null, int n,
 			"            WHERE jr.lease_id = ANY ($1) AND jr.tenant = $3))"
 			"   ORDER BY x.id FOR UPDATE),"
 			" gate AS (SELECT count(*) AS n FROM lk),"
+			" k AS MATERIALIZED ("
+			"  SELECT l.lease, l.result, l.o, x.tid FROM l,"
+			"   LATERAL (SELECT jr.ctid AS tid"
+			"              FROM stellapack_internal.job_run jr"
+			"             WHERE jr.lease_id = l.lease AND jr.tenant = $3) x),"
 			" done AS ("
 			"  UPDATE stellapack_internal.job_run jr"
 			"     SET status = 'succeeded', finished_at = clock_timestamp(),"
-			"         result = l.result, error = NULL, sqlstate = NULL"
-			"    FROM l"
-			"   WHERE (SELECT n FROM gate) > 0 AND jr.lease_id = l.lease"
-			"     AND jr.tenant = $3"
+			"         result = k.result, error = NULL, sqlstate = NULL"
+			"    FROM k"
+			"   WHERE (SELECT n FROM gate) > 0 AND jr.ctid = k.tid"
+			"     AND jr.lease_id = k.lease AND jr.tenant = $3"
 			"     AND NOT EXISTS (SELECT FROM lk WHERE lk.id = jr.run_id"
 			"                        AND lk.cancel_requested)"
 			"     AND jr.status = 'running'"
@@ -492,7 +501,7 @@ complete_leases(Datum *leases, Datum *results, bool *results_null, int n,
 			"  RETURNING jr.id, jr.run_id, jr.job, jr.kind, jr.status,"
 			"            jr.attempt, jr.started_at, jr.finished_at, jr.error,"
 			"            jr.sqlstate, jr.worker, jr.ordinal, jr.needs,"
-			"            jr.queue, jr.not_before, jr.result, l.o),"
+			"            jr.queue, jr.not_before, jr.result, k.o),"
 			" cnt AS (SELECT run_id, count(*)::int AS n FROM done"
 			"          GROUP BY run_id),"
 			" counted AS ("
