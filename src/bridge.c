@@ -152,12 +152,8 @@ lease_one(Datum run, Datum queues, bool queues_null, const char *tenant,
 			"         lease_ms = (1000 * extract(epoch FROM $4))::bigint"
 			"   WHERE EXISTS (SELECT FROM r) AND jr.run_id = $1"
 			"     AND jr.status = 'queued' AND jr.not_before IS NULL"
-			"     AND jr.job ="
-			"         (SELECT q.job FROM stellapack_internal.job_run q"
-			"           WHERE q.run_id = $1 AND q.status = 'queued'"
-			"             AND q.kind = 'external' AND q.not_before IS NULL"
-			"             AND ($2::text[] IS NULL OR q.queue = ANY ($2))"
-			"           ORDER BY q.ordinal LIMIT 1)"
+			"     AND jr.job = "
+			SP_RUN_FIRST_QUEUED(SP_EXTERNAL_IN_QUEUES("$2"))
 			"  RETURNING jr.lease_id, jr.id, jr.job, jr.spec, jr.attempt,"
 			"            jr.lease_expires_at),"
 			" u AS ("
@@ -436,15 +432,16 @@ sp_job_claim(PG_FUNCTION_ARGS)
 /*
  * complete_leases records the success of n leased jobs (results may hold
  * NULLs, or be NULL) in one statement, for every lease that is still good:
- * its job running under it, unexpired, its run not canceled.  The runs are
- * locked first, in id order, before any job is touched (the count in
- * "gate" waits for all of them), so that batches of concurrent runners
- * cannot deadlock.  Each lease is looked up on its own ("k", a lookup per
- * lease whatever the statistics say: a plan made while job_run looked
- * empty read the whole lease index for every batch), and its job updated
- * through the row version read; a job changed meanwhile is passed over
- * here and completed by the caller through the SQL functions.  Each job's "succeeded" line, its event and, when
- * needed, the release of its dependents and the settling of its run
+ * its job running under it, unexpired, its run not canceled.  Each lease
+ * is looked up once, on its own ("k", a lookup per lease whatever the
+ * statistics say: a plan made while job_run looked empty read the whole
+ * lease index for every batch).  The runs of the jobs found are locked
+ * next, in id order, before any job is touched (the count in "gate" waits
+ * for all of them), so that batches of concurrent runners cannot
+ * deadlock; each job is then updated through the row version read, and
+ * one changed meanwhile is passed over here and completed by the caller
+ * through the SQL functions.  Each job's "succeeded" line, its event and,
+ * when needed, the release of its dependents and the settling of its run
  * follow.  The job_runs row of lease i goes to rows[i] (in the caller's
  * context); rows[i] stays NULL for a lease that was not good.
  */
@@ -475,18 +472,16 @@ complete_leases(Datum *leases, Datum *results, bool *results_null, int n,
 			"WITH l AS ("
 			"  SELECT * FROM unnest($1, $2) WITH ORDINALITY"
 			"    AS l(lease, result, o)),"
-			" lk AS ("
-			"  SELECT x.id, x.cancel_requested FROM stellapack_internal.run x"
-			"   WHERE x.id = ANY (ARRAY ("
-			"           SELECT jr.run_id FROM stellapack_internal.job_run jr"
-			"            WHERE jr.lease_id = ANY ($1) AND jr.tenant = $3))"
-			"   ORDER BY x.id FOR UPDATE),"
-			" gate AS (SELECT count(*) AS n FROM lk),"
 			" k AS MATERIALIZED ("
-			"  SELECT l.lease, l.result, l.o, x.tid FROM l,"
-			"   LATERAL (SELECT jr.ctid AS tid"
+			"  SELECT l.lease, l.result, l.o, x.tid, x.run_id FROM l,"
+			"   LATERAL (SELECT jr.ctid AS tid, jr.run_id"
 			"              FROM stellapack_internal.job_run jr"
 			"             WHERE jr.lease_id = l.lease AND jr.tenant = $3) x),"
+			" lk AS ("
+			"  SELECT x.id, x.cancel_requested FROM stellapack_internal.run x"
+			"   WHERE x.id = ANY (ARRAY (SELECT run_id FROM k))"
+			"   ORDER BY x.id FOR UPDATE),"
+			" gate AS (SELECT count(*) AS n FROM lk),"
 			" done AS ("
 			"  UPDATE stellapack_internal.job_run jr"
 			"     SET status = 'succeeded', finished_at = clock_timestamp(),"
@@ -759,8 +754,8 @@ succeed_one(Datum lease, Datum result, bool result_null, const char *tenant,
  * job's run and name go to *run and *job.
  */
 static bool
-end_lease(NullableDatum *a, const char *worker, SpLeaseNext *ln, Datum *run,
-		  Datum *job)
+end_lease(NullableDatum *a, const char *tenant, const char *worker,
+		  SpLeaseNext *ln, Datum *run, Datum *job)
 {
 	bool		took = false;
 
@@ -773,8 +768,8 @@ end_lease(NullableDatum *a, const char *worker, SpLeaseNext *ln, Datum *run,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("lease_id must not be null")));
 	if (DatumGetBool(a[1].value) &&
-		succeed_one(a[0].value, a[2].value, a[2].isnull, sp_current_tenant(),
-					worker, ln, run, job, &took))
+		succeed_one(a[0].value, a[2].value, a[2].isnull, tenant, worker, ln,
+					run, job, &took))
 		return took;
 	complete_one(a[0].value, DatumGetBool(a[1].value), a[2].value,
 				 a[2].isnull, a[3].value, a[3].isnull, run, job);
@@ -800,7 +795,7 @@ sp_job_complete(PG_FUNCTION_ARGS)
 	rowdesc = BlessTupleDesc(rowdesc);
 
 	SPI_connect();
-	(void) end_lease(fcinfo->args, "", NULL, &run, &job);
+	(void) end_lease(fcinfo->args, sp_current_tenant(), "", NULL, &run, &job);
 	row = job_row(run, job, rowdesc, caller);
 	SPI_finish();
 	PG_RETURN_DATUM(HeapTupleGetDatum(row));
@@ -829,6 +824,7 @@ sp_job_complete_and_claim(PG_FUNCTION_ARGS)
 	Datum		run;
 	Datum		job;
 	SpLeaseNext ln;
+	char	   *tenant;
 
 	/* job_complete()'s arguments: lease_id, succeeded, result, error */
 	NullableDatum ends[4] = {fcinfo->args[0], fcinfo->args[1],
@@ -840,16 +836,17 @@ sp_job_complete_and_claim(PG_FUNCTION_ARGS)
 	ln.queues_null = PG_ARGISNULL(3);
 	ln.queues = ln.queues_null ? (Datum) 0 : PG_GETARG_DATUM(3);
 	ln.lease = lease;
+	tenant = sp_current_tenant();
 	SPI_connect();
-	if (end_lease(ends, worker, &ln, &run, &job))
+	if (end_lease(ends, tenant, worker, &ln, &run, &job))
 	{
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, ln.row,
 							 ln.nulls);
 		max_jobs--;
 	}
 	if (max_jobs > 0)
-		claim_rounds(ln.queues, ln.queues_null, sp_current_tenant(), worker,
-					 lease, max_jobs, rsinfo,
+		claim_rounds(ln.queues, ln.queues_null, tenant, worker, lease,
+					 max_jobs, rsinfo,
 					 rsinfo->econtext->ecxt_per_query_memory);
 	SPI_finish();
 	return (Datum) 0;

@@ -473,11 +473,8 @@ sp_claim_sql(const char *worker, SpClaim *c)
 			"   SET status = 'running', attempt = jr.attempt + 1,"
 			"       started_at = clock_timestamp(), finished_at = NULL,"
 			"       worker = $2"
-			" WHERE jr.run_id = $1 AND jr.status = 'queued' AND jr.job ="
-			"       (SELECT q.job FROM stellapack_internal.job_run q"
-			"         WHERE q.run_id = $1 AND q.status = 'queued'"
-			"           AND q.kind = 'sql' AND q.not_before IS NULL"
-			"         ORDER BY q.ordinal LIMIT 1)"
+			" WHERE jr.run_id = $1 AND jr.status = 'queued'"
+			"   AND jr.job = " SP_RUN_FIRST_QUEUED("q.kind = 'sql'")
 			" RETURNING jr.job, jr.command, jr.timeout_ms, jr.attempt",
 			2, types);
 		SPI_finish();
@@ -586,11 +583,8 @@ sp_claim_sql(const char *worker, SpClaim *c)
 	"         started_at = clock_timestamp(), finished_at = NULL," \
 	"         worker = $5 %s" \
 	"   WHERE (SELECT stay FROM lk) AND EXISTS (SELECT FROM done)" \
-	"     AND jr.run_id = $1 AND jr.status = 'queued' AND jr.job =" \
-	"         (SELECT q.job FROM stellapack_internal.job_run q" \
-	"           WHERE q.run_id = $1 AND q.status = 'queued'" \
-	"             AND q.not_before IS NULL AND %s" \
-	"           ORDER BY q.ordinal LIMIT 1)" \
+	"     AND jr.run_id = $1 AND jr.status = 'queued'" \
+	"     AND jr.job = " SP_RUN_FIRST_QUEUED("%s") \
 	"  RETURNING jr.job, jr.command, jr.timeout_ms, jr.attempt," \
 	"            jr.lease_id, jr.id, jr.spec, jr.lease_expires_at)," \
 	" took AS (SELECT count(*)::int AS n FROM nxt)," \
@@ -678,9 +672,7 @@ sp_job_succeeded(SpClaim *c, pg_uuid_t *lease, const char *result,
 														", lease_id = gen_random_uuid(),"
 														" lease_expires_at = clock_timestamp() + $8,"
 														" lease_ms = (1000 * extract(epoch FROM $8))::bigint",
-														"q.kind = 'external'"
-														" AND ($7::text[] IS NULL"
-														"      OR q.queue = ANY ($7))",
+														SP_EXTERNAL_IN_QUEUES("$7"),
 														"0"),
 											   8, types);
 	}

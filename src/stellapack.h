@@ -143,6 +143,21 @@ typedef enum SpEnd
 } SpEnd;
 
 /*
+ * The name of run $1's first queued job, in manifest order, that meets
+ * "cond" (on job row "q"): the job a claim of one run takes, an
+ * executor's or a runner's.  SP_EXTERNAL_IN_QUEUES is the runners' cond,
+ * for the queues in text[] parameter "param" (all when it is NULL).
+ */
+#define SP_RUN_FIRST_QUEUED(cond) \
+	"(SELECT q.job FROM stellapack_internal.job_run q" \
+	"  WHERE q.run_id = $1 AND q.status = 'queued'" \
+	"    AND q.not_before IS NULL AND " cond \
+	"  ORDER BY q.ordinal LIMIT 1)"
+#define SP_EXTERNAL_IN_QUEUES(param) \
+	"q.kind = 'external'" \
+	" AND (" param "::text[] IS NULL OR q.queue = ANY (" param "))"
+
+/*
  * What a runner completing a job asks of its run's next job: the queues it
  * takes (queues_null: all) and the lease to give (an interval).  The lease
  * row of the job taken (lease_id, job_run_id, run_id, job, spec, inputs,

@@ -18,7 +18,7 @@ q "SELECT stellapack.pack_register('many', format('{\"max_parallel\": 20, \"jobs
 	(SELECT string_agg(format('{\"name\": \"j%s\", \"kind\": \"external\", \"queue\": \"many\"}', g), ', ')
 	   FROM generate_series(1, 20) g)))" >/dev/null
 # statistics of finished jobs only, then the tables emptied
-run=$(q "SELECT id FROM stellapack.pack_run_start('many')")
+q "SELECT id FROM stellapack.pack_run_start('many')" >/dev/null
 q "SELECT count(*) FROM stellapack.job_complete_many(ARRAY(SELECT lease_id FROM stellapack.job_claim('w', '{many}', max_jobs => 20)))" >/dev/null
 q "ANALYZE stellapack_internal.job_run" >/dev/null
 q "TRUNCATE stellapack_internal.log, stellapack_internal.job_attempt, stellapack_internal.artifact,
