@@ -442,13 +442,14 @@ sp_job_claim(PG_FUNCTION_ARGS)
  * one changed meanwhile is passed over here and completed by the caller
  * through the SQL functions.  Each job's "succeeded" line, its event and,
  * when needed, the release of its dependents and the settling of its run
- * follow.  The job_runs row of lease i goes to rows[i] (in the caller's
- * context); rows[i] stays NULL for a lease that was not good.
+ * follow.  recorded[i] tells whether lease i was good and recorded; with
+ * rows set, the job_runs row of lease i goes to rows[i] (in the caller's
+ * context).
  */
 static void
 complete_leases(Datum *leases, Datum *results, bool *results_null, int n,
-				const char *tenant, HeapTuple *rows, TupleDesc rowdesc,
-				MemoryContext caller)
+				const char *tenant, bool *recorded, HeapTuple *rows,
+				TupleDesc rowdesc, MemoryContext caller)
 {
 	Datum		args[3];
 	int			dims[1] = {n};
@@ -547,11 +548,16 @@ complete_leases(Datum *leases, Datum *results, bool *results_null, int n,
 		int			o = DatumGetInt64(SPI_getbinval(tup, desc,
 													SP_ROW_COLUMNS + 1,
 													&dummy));
-		MemoryContext old = MemoryContextSwitchTo(caller);
 
-		sp_copy_row(tup, desc, 1, SP_ROW_COLUMNS, values, isnull);
-		rows[o - 1] = heap_form_tuple(rowdesc, values, isnull);
-		MemoryContextSwitchTo(old);
+		recorded[o - 1] = true;
+		if (rows)
+		{
+			MemoryContext old = MemoryContextSwitchTo(caller);
+
+			sp_copy_row(tup, desc, 1, SP_ROW_COLUMNS, values, isnull);
+			rows[o - 1] = heap_form_tuple(rowdesc, values, isnull);
+			MemoryContextSwitchTo(old);
+		}
 
 		memcpy(&runs[i], DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &dummy)),
 			   sizeof(pg_uuid_t));
@@ -853,33 +859,35 @@ sp_job_complete_and_claim(PG_FUNCTION_ARGS)
 }
 
 /*
- * job_complete_many(lease_ids, results) records the success of a batch of
- * leased jobs (results, when given, one per lease) and returns their
- * job_runs rows in the order of the leases.  The good leases are recorded
- * together (complete_leases); any other goes through complete_one, which
- * raises its error, so that a batch is recorded whole or not at all.
+ * complete_batch records the success of a batch of leased jobs: the
+ * leases (a uuid[]) and their results (a jsonb[] with one element per
+ * lease, or null) are checked, the good leases are recorded together
+ * (complete_leases), and any other goes through complete_one, which raises
+ * its error, so that a batch is recorded whole or not at all.  With store
+ * set, the jobs' job_runs rows (of type rowdesc) go into it in the order
+ * of the leases.  The caller is connected to SPI.
  */
-PG_FUNCTION_INFO_V1(sp_job_complete_many);
-Datum
-sp_job_complete_many(PG_FUNCTION_ARGS)
+static void
+complete_batch(NullableDatum lease_ids, NullableDatum results_arr,
+			   const char *tenant, Tuplestorestate *store, TupleDesc rowdesc,
+			   MemoryContext per_query)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	MemoryContext per_query;
 	Datum	   *leases;
 	bool	   *leases_null;
 	int			n;
 	Datum	   *results = NULL;
 	bool	   *results_null = NULL;
 	int			nresults;
-	HeapTuple  *rows;
+	bool	   *recorded;
+	HeapTuple  *rows = NULL;
 	int			i;
 
-	if (PG_ARGISNULL(0))
+	if (lease_ids.isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("lease_ids must not be null")));
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), UUIDOID, UUID_LEN, false,
-					  TYPALIGN_CHAR, &leases, &leases_null, &n);
+	deconstruct_array(DatumGetArrayTypeP(lease_ids.value), UUIDOID, UUID_LEN,
+					  false, TYPALIGN_CHAR, &leases, &leases_null, &n);
 	if (n > SP_MAX_BATCH)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -889,10 +897,11 @@ sp_job_complete_many(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("lease_ids must not contain nulls")));
-	if (!PG_ARGISNULL(1))
+	if (!results_arr.isnull)
 	{
-		deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), JSONBOID, -1, false,
-						  TYPALIGN_INT, &results, &results_null, &nresults);
+		deconstruct_array(DatumGetArrayTypeP(results_arr.value), JSONBOID, -1,
+						  false, TYPALIGN_INT, &results, &results_null,
+						  &nresults);
 		if (nresults != n)
 			ereport(ERROR,
 					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
@@ -900,19 +909,17 @@ sp_job_complete_many(PG_FUNCTION_ARGS)
 					 errdetail("There are %d leases and %d results.", n,
 							   nresults)));
 	}
-
-	InitMaterializedSRF(fcinfo, 0);
-	per_query = rsinfo->econtext->ecxt_per_query_memory;
 	if (n == 0)
-		return (Datum) 0;
-	rows = MemoryContextAllocZero(per_query, sizeof(HeapTuple) * n);
+		return;
 
-	SPI_connect();
-	complete_leases(leases, results, results_null, n, sp_current_tenant(),
-					rows, rsinfo->setDesc, per_query);
+	recorded = palloc0(sizeof(bool) * n);
+	if (store)
+		rows = MemoryContextAllocZero(per_query, sizeof(HeapTuple) * n);
+	complete_leases(leases, results, results_null, n, tenant, recorded, rows,
+					rowdesc, per_query);
 	for (i = 0; i < n; i++)
 	{
-		if (rows[i] == NULL)
+		if (!recorded[i])
 		{
 			Datum		run;
 			Datum		job;
@@ -920,10 +927,63 @@ sp_job_complete_many(PG_FUNCTION_ARGS)
 			complete_one(leases[i], true, results ? results[i] : (Datum) 0,
 						 results ? results_null[i] : true, (Datum) 0, true,
 						 &run, &job);
-			rows[i] = job_row(run, job, rsinfo->setDesc, per_query);
+			if (store)
+				rows[i] = job_row(run, job, rowdesc, per_query);
 		}
-		tuplestore_puttuple(rsinfo->setResult, rows[i]);
+		if (store)
+			tuplestore_puttuple(store, rows[i]);
 	}
+}
+
+/*
+ * job_complete_many(lease_ids, results) records the success of a batch of
+ * leased jobs (complete_batch) and returns their job_runs rows in the
+ * order of the leases.
+ */
+PG_FUNCTION_INFO_V1(sp_job_complete_many);
+Datum
+sp_job_complete_many(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+	complete_batch(fcinfo->args[0], fcinfo->args[1], sp_current_tenant(),
+				   rsinfo->setResult, rsinfo->setDesc,
+				   rsinfo->econtext->ecxt_per_query_memory);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
+ * job_complete_many_and_claim(lease_ids, worker, queues, lease, max_jobs,
+ * results) records the success of a batch of leased jobs like
+ * job_complete_many() and, in the same transaction, leases up to max_jobs
+ * jobs like job_claim(), whose rows it returns: a runner that works in
+ * batches makes one call and one commit per batch instead of two.  When
+ * the batch is refused, nothing is leased.
+ */
+PG_FUNCTION_INFO_V1(sp_job_complete_many_and_claim);
+Datum
+sp_job_complete_many_and_claim(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext per_query;
+	char	   *worker;
+	Datum		lease;
+	int			max_jobs;
+	char	   *tenant;
+
+	claim_args(fcinfo, 1, 3, 4, &worker, &lease, &max_jobs);
+	InitMaterializedSRF(fcinfo, 0);
+	per_query = rsinfo->econtext->ecxt_per_query_memory;
+	tenant = sp_current_tenant();
+	SPI_connect();
+	complete_batch(fcinfo->args[0], fcinfo->args[5], tenant, NULL, NULL,
+				   per_query);
+	claim_rounds(PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2),
+				 PG_ARGISNULL(2), tenant, worker, lease, max_jobs, rsinfo,
+				 per_query);
 	SPI_finish();
 	return (Datum) 0;
 }

@@ -2,14 +2,18 @@
 // stellapack external job throughput: claim-execute-complete cycles per
 // second for no-op external jobs, 4 runner connections in one node process.
 //
-//   node stellapack/external.js   -> stellapack_external_jobs_per_s            (max_jobs = 1)
-//                                    stellapack_external_two_calls_jobs_per_s  (max_jobs = 1)
-//                                    stellapack_external_batched_jobs_per_s    (max_jobs = 50)
-//                                    stellapack_external_10_runners_jobs_per_s (max_jobs = 1)
+//   node stellapack/external.js   -> stellapack_external_jobs_per_s                    (max_jobs = 1)
+//                                    stellapack_external_two_calls_jobs_per_s          (max_jobs = 1)
+//                                    stellapack_external_batched_jobs_per_s            (max_jobs = 50)
+//                                    stellapack_external_batched_two_calls_jobs_per_s  (max_jobs = 50)
+//                                    stellapack_external_batched_500_jobs_per_s        (max_jobs = 500)
+//                                    stellapack_external_10_runners_jobs_per_s         (max_jobs = 1)
 //
-// The first three use 4 runner connections, as the target sets; the last
+// All but the last use 4 runner connections, as the target sets; the last
 // uses 10, graphile-worker's concurrency in its figures, so that the two
-// are also compared with as many connections committing at once.
+// are also compared with as many connections committing at once.  Batches
+// of 500 are as large as graphile-worker's batched mode fetches
+// (peers/graphile_worker.js, localQueue.size).
 //
 // The jobs come from runs of a pack of 20 external jobs in queue "bench"
 // (max_parallel 20), all started in one transaction beforehand.  Each runner
@@ -21,7 +25,12 @@
 //     it none;
 //   - one job at a time in two calls: job_complete(lease, true), then
 //     job_claim();
-//   - in batches: job_complete_many(leases), then job_claim().
+//   - in batches, one call per batch: it completes its batch and claims the
+//     next in one call, job_complete_many_and_claim(leases, worker,
+//     '{bench}', max_jobs), and claims with job_claim() when that call
+//     gives it none;
+//   - in batches, two calls per batch: job_complete_many(leases), then
+//     job_claim().
 // Timed from the first claim sent to the last completion returned.
 
 const S = require('./common');
@@ -39,6 +48,10 @@ const CLAIM = {
 const COMPLETE_MANY = {
   name: 'sp_complete_many',
   text: 'SELECT status FROM stellapack.job_complete_many(lease_ids => $1::uuid[])',
+};
+const COMPLETE_MANY_AND_CLAIM = {
+  name: 'sp_complete_many_and_claim',
+  text: "SELECT lease_id FROM stellapack.job_complete_many_and_claim(lease_ids => $1::uuid[], worker => $2, queues => '{bench}', max_jobs => $3)",
 };
 const COMPLETE = {
   name: 'sp_complete',
@@ -80,7 +93,18 @@ async function measureExternal(admin, runners, jobs, maxJobs, oneCall) {
           continue;
         }
         claimed += r.rows.length;
-        if (oneCall) {
+        if (oneCall && maxJobs > 1) {
+          // each call records a batch's successes and hands out the next
+          // batch, until one hands out none
+          let leases = r.rows.map((row) => row.lease_id);
+          for (;;) {
+            const next = await c.query({ ...COMPLETE_MANY_AND_CLAIM, values: [leases, worker, maxJobs] });
+            tLast = B.now();
+            if (next.rows.length === 0) break;
+            claimed += next.rows.length;
+            leases = next.rows.map((row) => row.lease_id);
+          }
+        } else if (oneCall) {
           // each call records a success and hands out the next job, until
           // one hands out none
           let lease = r.rows[0].lease_id;
@@ -134,7 +158,9 @@ async function main() {
     for (const [name, maxJobs, oneCall, n] of [
       ['stellapack_external_jobs_per_s', 1, true, RUNNERS],
       ['stellapack_external_two_calls_jobs_per_s', 1, false, RUNNERS],
-      ['stellapack_external_batched_jobs_per_s', 50, false, RUNNERS],
+      ['stellapack_external_batched_jobs_per_s', 50, true, RUNNERS],
+      ['stellapack_external_batched_two_calls_jobs_per_s', 50, false, RUNNERS],
+      ['stellapack_external_batched_500_jobs_per_s', 500, true, RUNNERS],
       ['stellapack_external_10_runners_jobs_per_s', 1, true, PEER_RUNNERS],
     ]) {
       const conns = runners.slice(0, n);
@@ -163,12 +189,15 @@ async function main() {
         note:
           `${total} no-op external jobs (runs of a ${JOBS_PER_RUN}-job pack, queue bench, max_parallel 20, started ` +
           `beforehand in one transaction); ${n} node connections each looping job_claim(max_jobs => ${maxJobs}) ` +
-          (oneCall
+          (oneCall && maxJobs > 1
+            ? 'then job_complete_many_and_claim(lease_ids, max_jobs) for each next batch (one call and one commit ' +
+              'per batch)'
+            : oneCall
             ? 'then job_complete_and_claim(succeeded => true) for each next job, as stellapack-runner does (one call ' +
               'and one commit per job)'
             : maxJobs === 1
               ? 'then job_complete(succeeded => true) (two calls and two commits per job)'
-              : 'then job_complete_many(lease_ids) of the batch') +
+              : 'then job_complete_many(lease_ids) of the batch (two calls and two commits per batch)') +
           '; from the first claim to the last completion' +
           (retries.some((x) => x > 0)
             ? `; claims retried after a deadlock or serialization error, per repetition: ${retries.join(', ')}`

@@ -5,7 +5,7 @@
 -- changes nothing; schedules go through pg_cron; purge keeps what it must.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(55);
+SELECT plan(56);
 
 CREATE ROLE tap_web NOLOGIN;
 GRANT stellapack_admin TO tap_web;
@@ -103,6 +103,8 @@ SELECT alike(pg_temp.err(format('SELECT count(*) FROM stellapack.job_complete_ma
 	'P0002: lease "%" does not exist%', 'nor in a batch');
 SELECT alike(pg_temp.err(format('SELECT count(*) FROM stellapack.job_complete_and_claim(%L, true, ''globex-runner'')', :'acme_lease')),
 	'P0002: lease "%" does not exist%', 'nor with a claim of its next job');
+SELECT alike(pg_temp.err(format('SELECT count(*) FROM stellapack.job_complete_many_and_claim(ARRAY[%L::uuid], ''globex-runner'')', :'acme_lease')),
+	'P0002: lease "%" does not exist%', 'nor in a batch with a claim');
 COMMIT;
 BEGIN;
 SELECT pg_temp.as_tenant('acme') \gset

@@ -6,7 +6,7 @@
 -- engine only sees committed runs.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(180);
+SELECT plan(190);
 
 SELECT pg_postmaster_start_time() AS server_started \gset
 
@@ -320,6 +320,26 @@ SELECT alike(pg_temp.err($$SELECT count(*) FROM stellapack.job_complete_and_clai
 SELECT is((SELECT string_agg(status, ',') FROM stellapack.job_runs WHERE run_id = :'run' AND kind = 'external'), 'running',
 	'refused calls of job_complete_and_claim() record nothing');
 
+-- job_complete_many_and_claim(lease_ids, worker, queues, lease, max_jobs, results)
+SELECT alike(pg_temp.err($$SELECT count(*) FROM stellapack.job_complete_many_and_claim(NULL, 'w')$$),
+	'22004: lease_ids must not be null%', 'job_complete_many_and_claim() refuses a NULL array with 22004');
+SELECT alike(pg_temp.err(format($$SELECT count(*) FROM stellapack.job_complete_many_and_claim(ARRAY[%L::uuid, NULL], 'w')$$, :'lease')),
+	'22004: lease_ids must not contain nulls%', 'job_complete_many_and_claim() refuses a NULL lease with 22004');
+SELECT alike(pg_temp.err(format($$SELECT count(*) FROM stellapack.job_complete_many_and_claim(ARRAY[%L::uuid], NULL)$$, :'lease')),
+	'22023: worker name must be%', 'job_complete_many_and_claim() refuses a NULL worker name with 22023');
+SELECT alike(pg_temp.err(format($$SELECT count(*) FROM stellapack.job_complete_many_and_claim(ARRAY[%L::uuid], 'w', lease => '0 s')$$, :'lease')),
+	'22023: lease must be from 1 second to 1 day%', 'job_complete_many_and_claim() refuses a lease of 0 s with 22023');
+SELECT alike(pg_temp.err(format($$SELECT count(*) FROM stellapack.job_complete_many_and_claim(ARRAY[%L::uuid], 'w', max_jobs => 0)$$, :'lease')),
+	'22023: max_jobs must be from 1 to 1000%', 'job_complete_many_and_claim() refuses max_jobs 0 with 22023');
+SELECT alike(pg_temp.err(format($$SELECT count(*) FROM stellapack.job_complete_many_and_claim(ARRAY[%L::uuid], 'w', results => ARRAY['{}'::jsonb, '{}'])$$, :'lease')),
+	'2202E: results must have one element per lease%', 'job_complete_many_and_claim() refuses results of another length with 2202E');
+SELECT alike(pg_temp.err($$SELECT count(*) FROM stellapack.job_complete_many_and_claim(array_fill(gen_random_uuid(), ARRAY[1001]), 'w')$$),
+	'54000: a batch holds at most 1000 leases%', 'job_complete_many_and_claim() refuses more than 1000 leases with 54000');
+SELECT alike(pg_temp.err(format($$SELECT count(*) FROM stellapack.job_complete_many_and_claim(ARRAY[%L::uuid, gen_random_uuid()], 'w')$$, :'lease')),
+	'P0002: lease "%" does not exist%', 'job_complete_many_and_claim() answers "not found" (P0002) for an unknown lease of a batch');
+SELECT is((SELECT string_agg(status, ',') FROM stellapack.job_runs WHERE run_id = :'run' AND kind = 'external'), 'running',
+	'refused calls of job_complete_many_and_claim() record nothing');
+
 -- artifact_get(run_id, name)
 SELECT alike(pg_temp.err($$SELECT stellapack.artifact_get(NULL, 'a')$$),
 	'22004: run_id must not be null%', 'artifact_get() refuses a NULL run id with 22004');
@@ -428,6 +448,8 @@ SELECT alike(pg_temp.err($$SELECT stellapack.pack_register('tap-hostile-y', '{"j
 	'42501: %', 'a reader cannot register a pack (42501)');
 SELECT alike(pg_temp.err($$SELECT stellapack.job_claim('w', ARRAY['tap-hostile'])$$),
 	'42501: %', 'a reader cannot claim jobs (42501)');
+SELECT alike(pg_temp.err($$SELECT count(*) FROM stellapack.job_complete_many_and_claim('{}', 'w', ARRAY['tap-hostile'])$$),
+	'42501: %', 'nor complete a batch and claim (42501)');
 RESET ROLE;
 SET ROLE tap_hostile_worker;
 SELECT alike(pg_temp.err($$SELECT stellapack.pack_run_start('tap-hostile')$$),

@@ -3,7 +3,7 @@
 -- expire; stale leases refused.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(61);
+SELECT plan(71);
 
 \ir helpers.psql
 CREATE TABLE public.tap_bridge (run uuid, job text);
@@ -206,6 +206,39 @@ SELECT lease_id AS m3a FROM stellapack.job_claim('tap-w', ARRAY['tap-stay3']) \g
 SELECT is((SELECT string_agg(job, ',') FROM stellapack.job_complete_and_claim(:'m3a', true, 'tap-w', ARRAY['tap-stay3'], max_jobs => 5)),
 	'm2,m3,m4', 'job_complete_and_claim(max_jobs => 5) gives the run''s next job, then as many as max_parallel leaves room for');
 SELECT is((SELECT running FROM stellapack_internal.run WHERE id = :'m3run'), 3, '... and the run counts 3 running jobs');
+
+-- a batch's successes and the next leases in one call: the batch is
+-- recorded whole (results in lease order), the claim leases as job_claim()
+-- does, and a refused batch records and leases nothing
+SELECT stellapack.pack_register('tap-mc', '{"max_parallel": 2, "jobs": [{"name": "a", "kind": "external", "queue": "tap-mc"}, {"name": "b", "kind": "external", "queue": "tap-mc"}, {"name": "c", "kind": "external", "queue": "tap-mc", "needs": ["a"]}, {"name": "d", "kind": "external", "queue": "tap-mc"}]}') IS NOT NULL AS r \gset
+CREATE TEMP TABLE mc_runs AS SELECT (stellapack.pack_run_start('tap-mc')).id FROM generate_series(1, 2);
+CREATE TEMP TABLE mc1 AS SELECT * FROM stellapack.job_claim('tap-w', ARRAY['tap-mc'], max_jobs => 100);
+SELECT is((SELECT count(*)::int FROM mc1), 4, 'a claim leases a and b of two runs');
+CREATE TEMP TABLE mc2 AS SELECT * FROM stellapack.job_complete_many_and_claim(
+	(SELECT array_agg(lease_id ORDER BY lease_id) FROM mc1), 'tap-w', ARRAY['tap-mc'], max_jobs => 100,
+	results => (SELECT array_agg(jsonb_build_object('l', lease_id) ORDER BY lease_id) FROM mc1));
+SELECT is((SELECT string_agg(jr.status || ':' || (jr.result->>'l' = mc1.lease_id::text)::text, ',') FROM mc1 JOIN stellapack_internal.job_run jr USING (run_id, job)),
+	'succeeded:true,succeeded:true,succeeded:true,succeeded:true',
+	'job_complete_many_and_claim() records the batch''s successes, each with its result');
+SELECT is((SELECT string_agg(DISTINCT jobs, ',') FROM (SELECT string_agg(job, '' ORDER BY job) AS jobs FROM mc2 GROUP BY run_id) x), 'cd',
+	'... and leases in the same call the jobs that are runnable then: c, released by a, and d, of each run');
+SELECT is((SELECT count(*)::int FROM stellapack.pack_run_log WHERE run_id IN (SELECT id FROM mc_runs) AND message LIKE 'job % started (attempt 1) on runner tap-w'), 8,
+	'... each leased job with its "started" line');
+SELECT is(left(pg_temp.err($$SELECT count(*) FROM stellapack.job_complete_many_and_claim((SELECT array_agg(lease_id) FROM mc2) || (SELECT lease_id FROM mc1 LIMIT 1), 'tap-w', ARRAY['tap-mc'], max_jobs => 100)$$), 5), '55000',
+	'a batch holding a lease that has ended is refused');
+SELECT is((SELECT string_agg(DISTINCT status, ',') FROM stellapack_internal.job_run WHERE run_id IN (SELECT id FROM mc_runs) AND job IN ('c', 'd')), 'running',
+	'... and records none of its good leases');
+SELECT is((SELECT count(*)::int FROM stellapack.job_complete_many_and_claim(
+		(SELECT array_agg(lease_id) FROM mc2), 'tap-w', ARRAY['tap-mc'], max_jobs => 100)), 0,
+	'the last batch completes and leases nothing when nothing is left');
+SELECT is((SELECT string_agg(DISTINCT status, ',') FROM stellapack.pack_runs WHERE id IN (SELECT id FROM mc_runs)), 'completed',
+	'... and both runs complete');
+SELECT is((SELECT bool_and(n = top) FROM (SELECT count(*) AS n, max(seq) AS top FROM stellapack.pack_run_log
+			WHERE run_id IN (SELECT id FROM mc_runs) GROUP BY run_id) x), true,
+	'... their logs gap-free');
+SELECT id AS mc3run FROM stellapack.pack_run_start('tap-mc') \gset
+SELECT is((SELECT string_agg(job, ',' ORDER BY job) FROM stellapack.job_complete_many_and_claim('{}', 'tap-w', ARRAY['tap-mc'], max_jobs => 100)), 'a,b',
+	'with no leases it only claims, within max_parallel');
 
 -- a batched claim reads each run's queued jobs through that run's index,
 -- also with a plan made without statistics (as right after an install or
