@@ -88,11 +88,15 @@ sp_copy_row(HeapTuple tup, TupleDesc desc, int first, int n, Datum *values,
  * without.  Each is planned once (CURSOR_OPT_GENERIC_PLAN), and again
  * only when a table's statistics change, possibly while the tables are
  * nearly empty: without these, such a plan can scan whole tables once
- * they are large.  Every lookup of these statements has an index.
+ * they are large.  Every lookup of these statements has an index.  JIT
+ * goes too: a generic plan's cost grows with the tables (a batched claim's
+ * LIMIT $n is costed as a tenth of the queue), and past jit_above_cost
+ * every call compiled the plan's expressions again, about 60 ms each for
+ * a few milliseconds of work.
  */
 static const char *const bridge_plan_off[] = {
 	"enable_seqscan", "enable_bitmapscan", "enable_hashjoin",
-	"enable_mergejoin"
+	"enable_mergejoin", "jit"
 };
 
 /*

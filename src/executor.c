@@ -76,9 +76,12 @@ static bool announcements_ready = false;
 static SPIPlanPtr end_plan = NULL;
 static TimestampTz slice_start = 0;
 
-/* planner methods the engine's kept plans go without (see sp_executor_main) */
+/*
+ * planner methods the engine's kept plans go without, and JIT (see
+ * sp_executor_main)
+ */
 static const char *const engine_plan_off[] = {
-	"enable_seqscan", "enable_bitmapscan"
+	"enable_seqscan", "enable_bitmapscan", "jit"
 };
 
 /* how long an executor may stay with one run before serving others */
@@ -676,8 +679,9 @@ sp_executor_main(Datum arg)
 	 * the queue tables are nearly empty (a new database, or just after a
 	 * purge), they would scan whole tables once these have grown.  Only
 	 * index paths serve them well, so the executor plans without sequential
-	 * or bitmap scans; jobs get the database's own settings back (see
-	 * run_sql).
+	 * or bitmap scans, and without JIT, whose compilation costs more than
+	 * these statements' work; jobs get the database's own settings back
+	 * (see run_sql).
 	 */
 	for (i = 0; i < lengthof(engine_plan_off); i++)
 		SetConfigOption(engine_plan_off[i], "off", PGC_SUSET, PGC_S_SESSION);

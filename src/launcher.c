@@ -41,6 +41,7 @@
 #include "storage/shm_mq.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -668,6 +669,8 @@ sp_launcher_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(launcher_dboid, InvalidOid, 0);
 	pgstat_report_appname("stellapack launcher");
+	/* the engine's statements are small: compiling them costs more */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_SESSION);
 
 	SpinLockAcquire(&sp_shared->mutex);
 	sp_shared->launcher = MyProc;

@@ -3,7 +3,7 @@
 -- engine only sees committed runs.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(46);
+SELECT plan(47);
 
 \ir helpers.psql
 
@@ -31,6 +31,16 @@ SELECT ok((SELECT bool_and(s2.started_at >= s1.finished_at)
 			 FROM stellapack.job_runs s1, stellapack.job_runs s2
 			WHERE s1.run_id = :'r1' AND s2.run_id = :'r1' AND s1.job = 'one' AND s2.job IN ('two', 'three')),
 	'jobs that need another start after it finished');
+
+-- a job plans with the database's settings, not those of the engine's
+-- statements (no sequential or bitmap scans, no JIT, in executors)
+SELECT stellapack.pack_register('tap-settings', $m${"jobs": [
+	{"name": "s", "command": "INSERT INTO public.tap_side (job, note) SELECT 'settings', current_setting('enable_seqscan') || ',' || current_setting('enable_bitmapscan') || ',' || current_setting('jit')"}]}$m$) IS NOT NULL AS registered \gset
+SELECT id AS rset FROM stellapack.pack_run_start('tap-settings') \gset
+SELECT status AS rset_status FROM stellapack.pack_run_wait(:'rset', '20 s') \gset
+SELECT is((SELECT note FROM public.tap_side WHERE job = 'settings'),
+	current_setting('enable_seqscan') || ',' || current_setting('enable_bitmapscan') || ',' || current_setting('jit'),
+	'a job runs with the database''s planner and JIT settings');
 
 -- a failing job
 SELECT stellapack.pack_register('tap-fail', $m${"max_parallel": 2, "jobs": [

@@ -5,7 +5,7 @@
 -- changes nothing; schedules go through pg_cron; purge keeps what it must.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(56);
+SELECT plan(57);
 
 CREATE ROLE tap_web NOLOGIN;
 GRANT stellapack_admin TO tap_web;
@@ -135,6 +135,10 @@ SELECT is((SELECT count(*)::int FROM pg_proc p WHERE p.pronamespace = 'stellapac
 SELECT is((SELECT count(*)::int FROM pg_proc p WHERE p.pronamespace = 'stellapack_internal'::regnamespace AND p.prosecdef
 			AND NOT EXISTS (SELECT FROM unnest(p.proconfig) c WHERE c LIKE 'search_path=%')), 0,
 	'every internal SECURITY DEFINER function pins search_path');
+SELECT is((SELECT count(*)::int FROM pg_proc p
+			WHERE p.pronamespace IN ('stellapack'::regnamespace, 'stellapack_internal'::regnamespace) AND p.prosecdef
+			AND NOT 'jit=off' = ANY (p.proconfig)), 0,
+	'every SECURITY DEFINER function plans its statements without JIT');
 SELECT is((SELECT count(*)::int FROM pg_proc p WHERE p.pronamespace = 'stellapack'::regnamespace
 			AND p.pronargs > 0 AND (p.proargnames IS NULL OR '' = ANY (p.proargnames))), 0,
 	'every API function has named parameters');
