@@ -157,6 +157,7 @@ typedef struct Job
 	size_t		log_bytes;
 	int64		log_first_at;
 	long		dropped_lines;
+	int64		lines_appended; /* stored in the run log under the lease */
 
 	/* database bookkeeping */
 	int64		next_heartbeat;
@@ -230,6 +231,7 @@ static uint64_t next_generation = 1;
 static int64 next_claim_at;
 static bool notified_during_claim;
 static bool complete_and_claim = true;	/* until the server lacks it */
+static bool log_first_line = true;	/* likewise, first_line of log batches */
 static int64 claim_backoff_until;	/* after a failed claim */
 static int	stop_requests;
 static int	sigfd = -1;
@@ -2017,7 +2019,8 @@ send_log_batch(int slot)
 	StrBuf		messages = {0};
 	StrBuf		streams = {0};
 	StrBuf		levels = {0};
-	const char *values[4];
+	const char *values[5];
+	char		first[32];
 	LogLine    *line;
 	int			n = 0;
 
@@ -2047,10 +2050,24 @@ send_log_batch(int slot)
 	values[1] = messages.data;
 	values[2] = streams.data;
 	values[3] = levels.data;
-	send_query(REQ_LOG, slot,
-			   "SELECT stellapack.pack_run_log_append_many(lease_id => $1, "
-			   "messages => $2::text[], streams => $3::text[], "
-			   "levels => $4::text[])", 4, values);
+	snprintf(first, sizeof(first), "%lld", (long long) job->lines_appended);
+	values[4] = first;
+
+	/*
+	 * first_line numbers the batch, so that a batch sent again after a
+	 * lost connection (whose commit may have gone through) is stored once
+	 */
+	if (log_first_line)
+		send_query(REQ_LOG, slot,
+				   "SELECT stellapack.pack_run_log_append_many(lease_id => $1, "
+				   "messages => $2::text[], streams => $3::text[], "
+				   "levels => $4::text[], first_line => $5::bigint)",
+				   5, values);
+	else
+		send_query(REQ_LOG, slot,
+				   "SELECT stellapack.pack_run_log_append_many(lease_id => $1, "
+				   "messages => $2::text[], streams => $3::text[], "
+				   "levels => $4::text[])", 4, values);
 	if (inflight.kind == REQ_LOG)
 		inflight.count = n;
 	sb_free(&messages);
@@ -2417,7 +2434,19 @@ handle_result(PGresult *res)
 
 		case REQ_LOG:
 			if (ok)
+			{
 				consume_log(job, inflight.count);
+				job->lines_appended += inflight.count;
+			}
+			else if (log_first_line &&
+					 strcmp(result_sqlstate(res), "42883") == 0)
+			{
+				/* an older stellapack: the batch goes again without it */
+				runner_log("the server's pack_run_log_append_many() has no "
+						   "first_line; a batch sent again after a lost "
+						   "connection may be stored twice");
+				log_first_line = false;
+			}
 			else if (strcmp(result_sqlstate(res), SQLSTATE_RUN_CANCELED) == 0)
 				abandon_job(job, KILL_CANCELED, NULL);
 			else if (strcmp(result_sqlstate(res), "55000") == 0 ||

@@ -2,7 +2,7 @@
 # marked with their stream, a non-zero exit fails the job, canceling the
 # run kills the command's process group, SIGTERM stops the runner cleanly.
 . "$(dirname "$0")/tap.sh"
-plan 9
+plan 13
 pidfile="$SP_TMP/runner-child.pid"
 q "SELECT stellapack.pack_register('e2e-runner', '{\"jobs\": [
 	{\"name\": \"talk\", \"kind\": \"external\", \"queue\": \"e2e-r\", \"spec\": {\"command\": [\"sh\", \"-c\", \"echo one; echo two; echo oops >&2; sleep 0.3; echo three\"]}},
@@ -38,6 +38,26 @@ for i in $(seq 1 100); do
 done
 ok $gone "canceling the run kills the command and its process group within 10 s"
 is "$(q "SELECT status FROM stellapack.pack_runs WHERE id = '$run'")" canceled "the run is canceled"
+
+# the runner's connection is terminated twice while a command writes 40
+# lines: each line lands once, in order (a batch sent again after the
+# reconnection is numbered with first_line and passed over when stored)
+q "SELECT stellapack.pack_register('e2e-runner-lines', '{\"jobs\": [
+	{\"name\": \"count\", \"kind\": \"external\", \"queue\": \"e2e-r\", \"spec\": {\"command\": [\"sh\", \"-c\", \"i=1; while [ \$i -le 40 ]; do echo \$i; i=\$((i+1)); sleep 0.05; done\"]}}]}')" >/dev/null
+run=$(q "SELECT id FROM stellapack.pack_run_start('e2e-runner-lines')")
+wait_until 20 "SELECT status = 'running' FROM stellapack.job_runs WHERE run_id = '$run'"
+for _ in 1 2; do
+	sleep 0.5
+	q "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'stellapack-runner'" >/dev/null
+done
+is "$(q "SELECT status FROM stellapack.pack_run_wait('$run', '30 s')")" completed \
+	"a job whose runner lost its connection twice completes"
+is "$(q "SELECT string_agg(message, ',' ORDER BY seq) FROM stellapack.pack_run_log WHERE run_id = '$run' AND stream = 'stdout'")" \
+	"$(seq -s, 1 40)" "each of its 40 lines is in the run log once, in order"
+is "$(q "SELECT log_lines FROM stellapack_internal.job_run WHERE run_id = '$run'")" 40 \
+	"the runner numbered its batches (first_line) up to line 40"
+grep -q "reconnected to the database" "$SP_TMP/runner.log"
+ok $? "the runner reconnected"
 
 kill -TERM "$runner"
 wait "$runner"

@@ -6,7 +6,7 @@
 -- engine only sees committed runs.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(190);
+SELECT plan(193);
 
 SELECT pg_postmaster_start_time() AS server_started \gset
 
@@ -259,6 +259,12 @@ SELECT alike(pg_temp.err(format($$SELECT stellapack.pack_run_log_append_many(%L,
 	'22023: invalid log level "bogus"%', 'pack_run_log_append_many() refuses a batch whose last line has an unknown level, storing none of it');
 SELECT alike(pg_temp.err(format($$SELECT stellapack.pack_run_log_append_many(%L, array_fill('x'::text, ARRAY[10001]))$$, :'lease')),
 	'22023: %', 'pack_run_log_append_many() refuses more than 10000 lines at once with 22023');
+SELECT alike(pg_temp.err(format($$SELECT stellapack.pack_run_log_append_many(%L, ARRAY['a'], first_line => -1)$$, :'lease')),
+	'22023: first_line must not be negative%', 'pack_run_log_append_many() refuses a negative first_line with 22023');
+SELECT alike(pg_temp.err(format($$SELECT stellapack.pack_run_log_append_many(%L, ARRAY['a'], first_line => 1)$$, :'lease')),
+	'22023: line 0 of lease "%" was expected, not line 1%', 'pack_run_log_append_many() refuses a first batch that does not start at line 0 with 22023');
+SELECT alike(pg_temp.err(format($$SELECT stellapack.pack_run_log_append_many(%L, ARRAY['a', 'b'], NULL, ARRAY['info', 'bogus'], first_line => 0)$$, :'lease')),
+	'22023: invalid log level "bogus"%', 'pack_run_log_append_many() refuses a numbered batch with an unknown level, counting none of it');
 
 -- artifact_put(lease_id, name, content, media_type)
 SELECT alike(pg_temp.err($$SELECT stellapack.artifact_put(NULL::uuid, 'a', 'x'::bytea)$$),

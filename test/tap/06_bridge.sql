@@ -3,7 +3,7 @@
 -- expire; stale leases refused.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(71);
+SELECT plan(77);
 
 \ir helpers.psql
 CREATE TABLE public.tap_bridge (run uuid, job text);
@@ -37,6 +37,22 @@ SELECT is(:'last_seq'::bigint, (SELECT max(seq) FROM stellapack.pack_run_log WHE
 SELECT is((SELECT string_agg(stream || ':' || message, ',' ORDER BY seq) FROM stellapack.pack_run_log
 			WHERE run_id = :'run' AND job = 'outside' AND stream <> 'system'),
 	'stdout:out line,stderr:e1,stdout:e2', 'runner lines are in the run log in order with their streams');
+-- batches numbered with first_line: one sent again is stored once
+SELECT ok(stellapack.pack_run_log_append_many(:'c_lease_id', ARRAY['n0', 'n1'], first_line => 0) > 0,
+	'a batch numbered from line 0 is stored');
+SELECT is(stellapack.pack_run_log_append_many(:'c_lease_id', ARRAY['n0', 'n1'], first_line => 0), NULL,
+	'the same batch sent again stores nothing and returns NULL');
+SELECT is(stellapack.pack_run_log_append_many(:'c_lease_id', ARRAY['n1', 'n2', 'n3'], first_line => 1),
+	(SELECT max(seq) + 2 FROM stellapack.pack_run_log WHERE run_id = :'run'),
+	'a batch that overlaps the stored lines stores only the new ones');
+SELECT is((SELECT string_agg(message, ',' ORDER BY seq) FROM stellapack.pack_run_log
+			WHERE run_id = :'run' AND job = 'outside' AND message LIKE 'n_'),
+	'n0,n1,n2,n3', 'each numbered line is stored once, in order');
+SELECT is(pg_temp.err(format('SELECT stellapack.pack_run_log_append_many(%L, ARRAY[''n9''], first_line => 9)', :'c_lease_id')),
+	format('22023: line 4 of lease "%s" was expected, not line 9', :'c_lease_id'),
+	'a batch that would leave a gap is refused');
+SELECT ok(stellapack.pack_run_log_append_many(:'c_lease_id', ARRAY['n4'], first_line => 4) > 0,
+	'a refused batch leaves the count as it was: the next batch goes on from line 4');
 SELECT is((stellapack.artifact_put(lease_id => :'c_lease_id', name => 'r.txt', content => 'hi'::bytea)).size, 2::bigint,
 	'a runner stores an artifact through its lease');
 SELECT is((stellapack.job_complete(:'c_lease_id', true, '{"exit_code": 0}')).status, 'succeeded',
