@@ -3,7 +3,7 @@
 -- expire; stale leases refused.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(77);
+SELECT plan(79);
 
 \ir helpers.psql
 CREATE TABLE public.tap_bridge (run uuid, job text);
@@ -70,8 +70,12 @@ SELECT is((SELECT string_agg(job, ',' ORDER BY job) FROM public.tap_bridge WHERE
 SELECT stellapack.pack_register('tap-lease', '{"jobs": [{"name": "x", "kind": "external", "queue": "tap-l", "retries": 1, "retry_delay": "100ms"}]}') IS NOT NULL AS r \gset
 SELECT id AS lrun FROM stellapack.pack_run_start('tap-lease') \gset
 SELECT lease_id AS l1 FROM stellapack.job_claim('tap-w', ARRAY['tap-l'], lease => '1 s') \gset
+SELECT ok(stellapack.pack_run_log_append_many(:'l1', ARRAY['l1-a', 'l1-b'], first_line => 0) > 0,
+	'lines numbered under a lease are stored');
 SELECT pg_temp.wait_for(format('SELECT EXISTS (SELECT FROM stellapack.job_runs WHERE run_id = %L AND status = ''queued'' AND not_before IS NULL AND attempt = 1)', :'lrun')) AS w \gset
 SELECT attempt AS a2, lease_id AS l2 FROM stellapack.job_claim('tap-w', ARRAY['tap-l'], lease => '1 s') \gset
+SELECT ok(stellapack.pack_run_log_append_many(:'l2', ARRAY['l2-a'], first_line => 0) > 0,
+	'a new lease of the same job numbers its lines from 0 again');
 SELECT is(:'a2'::int, 2, 'an expired lease returns the job to the queue as attempt 2');
 SELECT is(left(pg_temp.err(format('SELECT stellapack.job_complete(%L, true)', :'l1')), 5), '55000',
 	'the stale lease cannot complete the job');
