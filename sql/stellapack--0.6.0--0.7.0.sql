@@ -14,6 +14,10 @@
  * lease before this batch, and passes over the lines already stored (a
  * batch whose commit went through while the connection broke, sent again
  * after reconnecting).
+ *
+ * In the library only: a runner keeps to a run for a slice
+ * (stellapack.runner_slice, 50 ms) instead of until the run has no work
+ * for it.
  */
 \echo Use "ALTER EXTENSION stellapack UPDATE TO '0.7.0'" to load this file. \quit
 

@@ -39,6 +39,7 @@ PG_MODULE_MAGIC;
 
 char	   *sp_database = NULL;
 int			sp_max_workers = 4;
+int			sp_runner_slice_ms = 50;
 char	   *sp_tenant = NULL;
 
 SpShared   *sp_shared = NULL;
@@ -93,6 +94,15 @@ _PG_init(void)
 							"Number of executors that run SQL jobs.",
 							NULL, &sp_max_workers, 4, 1, 64,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("stellapack.runner_slice",
+							"How long a task runner may go on with one run's "
+							"jobs before serving others.",
+							"After a success, job_complete_and_claim() leases "
+							"the run's next job only this long after the "
+							"claim that gave the runner the run; 0 sends the "
+							"runner back to the queue every time.",
+							&sp_runner_slice_ms, 50, 0, 3600 * 1000,
+							PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomStringVariable("stellapack.tenant",
 							   "Tenant of this session's packs and runs.",
 							   "Only a superuser can set it, for example "

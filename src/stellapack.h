@@ -26,6 +26,7 @@
 /* settings */
 extern char *sp_database;
 extern int	sp_max_workers;
+extern int	sp_runner_slice_ms;
 extern char *sp_tenant;
 
 #define SP_JOB_NAME_LEN		64

@@ -3,9 +3,11 @@
 -- expire; stale leases refused.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(79);
+SELECT plan(80);
 
 \ir helpers.psql
+-- runners keep to a run for as long as these tests take (see "slice" below)
+SET stellapack.runner_slice = '1h';
 CREATE TABLE public.tap_bridge (run uuid, job text);
 GRANT ALL ON public.tap_bridge TO PUBLIC;
 
@@ -215,6 +217,19 @@ SELECT is((SELECT run_id = :'st1' AND job = 'd' FROM stellapack.job_complete_and
 	'... of the runner''s queues only (c, of another queue, is passed over)');
 SELECT is((SELECT string_agg(c.job || '@' || (c.run_id = :'st2')::text, ',') FROM stellapack.job_complete_and_claim((SELECT lease_id FROM stellapack_internal.job_run WHERE run_id = :'st1' AND job = 'd'), true, 'tap-w', ARRAY['tap-stay']) c),
 	'a@true', 'a run with nothing queued in the runner''s queues hands the runner back to the queue');
+
+-- past its slice (stellapack.runner_slice), a runner goes back to the
+-- queue, where the first jobs of runs started later come before its run's
+-- next: 40 of them fill the claim's window of 32
+SELECT stellapack.pack_register('tap-slice', '{"max_parallel": 1, "jobs": [{"name": "a", "kind": "external", "queue": "tap-slice"}, {"name": "b", "kind": "external", "queue": "tap-slice"}]}') IS NOT NULL AS r \gset
+SELECT stellapack.pack_register('tap-slice-one', '{"jobs": [{"name": "x", "kind": "external", "queue": "tap-slice"}]}') IS NOT NULL AS r \gset
+SELECT id AS sl1 FROM stellapack.pack_run_start('tap-slice') \gset
+SELECT lease_id AS sl_a FROM stellapack.job_claim('tap-w', ARRAY['tap-slice']) \gset
+SELECT count(*) AS sl_n FROM (SELECT stellapack.pack_run_start('tap-slice-one') FROM generate_series(1, 40)) s \gset
+SET stellapack.runner_slice = 0;
+SELECT is((SELECT job || '@' || (run_id = :'sl1')::text FROM stellapack.job_complete_and_claim(:'sl_a', true, 'tap-w', ARRAY['tap-slice'])),
+	'x@false', 'past its slice, a runner is given a job of a run that comes first in the queue, not its run''s next');
+SET stellapack.runner_slice = '1h';
 
 -- with max_jobs > 1, the run's next job comes first, then claims within
 -- the room max_parallel leaves
