@@ -64,8 +64,8 @@ static SPIPlanPtr row_plan = NULL;
  * in_slice).  Its default, 50 ms, is longer than an executor's 5 ms: a
  * runner's claim is a round of statements where going on is part of the
  * success statement, and at 5 ms the claims cost 15 % of one-call
- * throughput with no-op jobs (50 ms: within the noise).  A command that
- * runs longer than the slice ends it at each completion.
+ * throughput with no-op jobs (50 ms: 2 to 5 %, about the noise).  A
+ * command that runs longer than the slice ends it at each completion.
  */
 static pg_uuid_t slice_run;
 static TimestampTz slice_start = 0;
