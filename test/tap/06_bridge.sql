@@ -3,7 +3,7 @@
 -- expire; stale leases refused.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(80);
+SELECT plan(82);
 
 \ir helpers.psql
 -- runners keep to a run for as long as these tests take (see "slice" below)
@@ -55,6 +55,10 @@ SELECT is(pg_temp.err(format('SELECT stellapack.pack_run_log_append_many(%L, ARR
 	'a batch that would leave a gap is refused');
 SELECT ok(stellapack.pack_run_log_append_many(:'c_lease_id', ARRAY['n4'], first_line => 4) > 0,
 	'a refused batch leaves the count as it was: the next batch goes on from line 4');
+SELECT is(left(pg_temp.err(format('SELECT stellapack.pack_run_log_append_many(%L, ARRAY[''n5'', ''n6''], levels => ARRAY[''info'', ''bogus''], first_line => 5)', :'c_lease_id')), 5),
+	'22023', 'a numbered batch with a bad level is refused');
+SELECT ok(stellapack.pack_run_log_append_many(:'c_lease_id', ARRAY['n5'], first_line => 5) > 0,
+	'... and counts none of its lines: line 5 is still the next');
 SELECT is((stellapack.artifact_put(lease_id => :'c_lease_id', name => 'r.txt', content => 'hi'::bytea)).size, 2::bigint,
 	'a runner stores an artifact through its lease');
 SELECT is((stellapack.job_complete(:'c_lease_id', true, '{"exit_code": 0}')).status, 'succeeded',
