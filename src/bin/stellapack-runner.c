@@ -2057,17 +2057,14 @@ send_log_batch(int slot)
 	 * first_line numbers the batch, so that a batch sent again after a
 	 * lost connection (whose commit may have gone through) is stored once
 	 */
-	if (log_first_line)
-		send_query(REQ_LOG, slot,
-				   "SELECT stellapack.pack_run_log_append_many(lease_id => $1, "
-				   "messages => $2::text[], streams => $3::text[], "
-				   "levels => $4::text[], first_line => $5::bigint)",
-				   5, values);
-	else
-		send_query(REQ_LOG, slot,
-				   "SELECT stellapack.pack_run_log_append_many(lease_id => $1, "
-				   "messages => $2::text[], streams => $3::text[], "
-				   "levels => $4::text[])", 4, values);
+#define LOG_APPEND_SQL \
+	"SELECT stellapack.pack_run_log_append_many(lease_id => $1, " \
+	"messages => $2::text[], streams => $3::text[], levels => $4::text[]"
+	send_query(REQ_LOG, slot,
+			   log_first_line ? LOG_APPEND_SQL ", first_line => $5::bigint)" :
+			   LOG_APPEND_SQL ")",
+			   log_first_line ? 5 : 4, values);
+#undef LOG_APPEND_SQL
 	if (inflight.kind == REQ_LOG)
 		inflight.count = n;
 	sb_free(&messages);
